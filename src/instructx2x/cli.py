@@ -1,0 +1,36 @@
+"""The ``instructx2x`` command line: one sub-command per capability.
+
+Each entry of ``SUBCOMMANDS`` names a module that defines ``add_parser(subparsers)``; the parser
+it adds sets ``func`` (called with the parsed arguments, returning an exit status).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+SUBCOMMANDS: dict[str, str] = {
+    "demo-data": "instructx2x.synthetic.cli",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="instructx2x",
+        description="InstructX2X: interpretable counterfactual chest X-ray editing, end to end.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in SUBCOMMANDS.values():
+        importlib.import_module(module_name).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    status = args.func(args)
+    return int(status or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

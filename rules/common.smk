@@ -24,3 +24,7 @@ ALL_TARGETS = []
 def results(path):
     """A path under the results directory."""
     return f"{RESULTS}/{path}"
+
+# Each rule file appends the ledger files (results/ledger/<stage>.tsv) its rules write; the
+# `ledger` rule merges them into one table a person can read.
+LEDGERS = []

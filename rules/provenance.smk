@@ -1,0 +1,42 @@
+# Provenance: resolved config, package versions, git commit, command lines, raw manifest, and the
+# SHA-256 + producing rule + inputs of every output; audited right after it is written.
+# The report (the last artifact) shows the audit status.
+
+PROVENANCE_FILES = [
+    results("provenance/config.resolved.yaml"),
+    results("provenance/versions.json"),
+    results("provenance/git.json"),
+    results("provenance/raw_manifest.parquet"),
+    results("provenance/lineage.parquet"),
+    results("provenance/audit.json"),
+]
+
+
+def provenance_inputs(wildcards):
+    """Every final output of the DAG except the report, which itself shows the audit."""
+    return [t for t in ALL_TARGETS if not t.startswith(results("report/")) and t not in PROVENANCE_FILES]
+
+
+onstart:
+    from instructx2x.provenance import record_invocation
+
+    record_invocation(RESULTS)
+
+
+rule provenance:
+    input:
+        outputs=provenance_inputs,
+        raw_manifest=RAW_MANIFEST,
+    output:
+        PROVENANCE_FILES,
+    params:
+        code=code_version("provenance", "sources"),
+        results_dir=RESULTS,
+        repo=workflow.basedir,
+    log:
+        f"{LOGS}/provenance.log",
+    script:
+        "../workflow_scripts/provenance_write.py"
+
+
+ALL_TARGETS.extend(PROVENANCE_FILES)

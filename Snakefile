@@ -12,6 +12,7 @@ configfile: "config.yaml"
 include: "rules/common.smk"
 include: "rules/acquire.smk"
 include: "rules/ingest.smk"
+include: "rules/provenance.smk"
 
 
 rule all:

@@ -12,6 +12,7 @@ import sys
 
 SUBCOMMANDS: dict[str, str] = {
     "demo-data": "instructx2x.synthetic.cli",
+    "audit": "instructx2x.provenance",
 }
 
 

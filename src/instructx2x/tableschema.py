@@ -1,0 +1,284 @@
+"""Schema-driven reading and checking of tables (``schemas/tables/*.schema.yaml``).
+
+A raw table schema lists the exact columns of a file, in order, each with a ``dtype`` (``str``,
+``int64``, ``float64``, ``datetime64[ns]``) and optional checks: ``nullable`` (empty cells
+allowed), ``id`` (one of ``ID_FORMATS``: the MIMIC identifier formats of data-contract §0),
+``enum``/``enum_casefold`` (a closed vocabulary), ``values`` (allowed numbers), ``min``/``max``,
+``pattern`` (a full-match regex) and ``format`` (a strptime format for datetimes).
+
+``read_csv_table`` reads a CSV (plain or gzip) with every cell as text, then converts and checks
+each column with vectorised pandas operations (no per-row Python). The first problem raises
+``TableError`` naming the file, the line (1-based, the header is line 1), the column and what was
+expected. ``check_frame`` checks a table the pipeline is about to write against its schema.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import re
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from instructx2x.config import SCHEMA_DIR
+
+TABLE_SCHEMA_DIR = SCHEMA_DIR / "tables"
+
+# Identifier formats (data-contract §0). Integer ids are checked by range, string ids by regex.
+ID_FORMATS = {
+    "subject_id": {"min": 10_000_000, "max": 19_999_999, "what": "an 8-digit subject_id in 10000000-19999999"},
+    "study_id": {"min": 50_000_000, "max": 59_999_999, "what": "an 8-digit study_id in 50000000-59999999"},
+    "hadm_id": {"min": 20_000_000, "max": 29_999_999, "what": "an 8-digit hadm_id in 20000000-29999999"},
+    "dicom_id": {
+        "pattern": r"[0-9a-f]{8}(?:-[0-9a-f]{8}){4}",
+        "what": "a dicom_id of five groups of 8 lowercase hex digits joined by '-'",
+    },
+    "image_path": {
+        "pattern": r"files/p1\d/p1\d{7}/s5\d{7}/[0-9a-f]{8}(?:-[0-9a-f]{8}){4}\.jpg",
+        "what": "a relative image path files/pXX/pSUBJECT/sSTUDY/<dicom_id>.jpg",
+    },
+    "subject_id_str": {"pattern": r"1\d{7}", "what": "an 8-digit subject_id string in 10000000-19999999"},
+    "study_id_str": {"pattern": r"5\d{7}", "what": "an 8-digit study_id string in 50000000-59999999"},
+}
+
+
+class TableError(ValueError):
+    """A raw or written table does not match its schema; the message names file, line and column."""
+
+
+def load_schema(name: str, schema_dir: str | Path = TABLE_SCHEMA_DIR) -> dict:
+    """The table schema ``schemas/tables/<name>.schema.yaml``."""
+    path = Path(schema_dir) / f"{name}.schema.yaml"
+    with open(path) as fh:
+        schema = yaml.safe_load(fh)
+    schema["_file"] = str(path)
+    return schema
+
+
+def schemas_version(schema_dir: str | Path = TABLE_SCHEMA_DIR) -> str:
+    """Short hash of every table schema (a rule param, so editing a schema re-runs ingest)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(schema_dir).glob("*.schema.yaml")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def column_names(schema: dict) -> list[str]:
+    return [c["name"] for c in schema["columns"]]
+
+
+# --------------------------------------------------------------------------------------------
+# Reading raw CSV tables
+
+
+def _lines_before_truncation(path: Path) -> int:
+    """Number of complete lines a truncated gzip still holds (for the error message)."""
+    lines = 0
+    decomp = zlib.decompressobj(zlib.MAX_WBITS | 16)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            try:
+                lines += decomp.decompress(chunk).count(b"\n")
+            except zlib.error:
+                break
+    return lines
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def _read_text_frame(path: Path, nrows: int | None = None) -> pd.DataFrame:
+    compression = "gzip" if _is_gzip(path) else None
+    try:
+        return pd.read_csv(
+            path,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            compression=compression,
+            nrows=nrows,
+            encoding="utf-8",
+        )
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        n = _lines_before_truncation(path)
+        raise TableError(
+            f"{path}: truncated or corrupt gzip ({exc}); the readable part ends after line {n}, "
+            f"so the row at line {n + 1} is incomplete. Re-download the file."
+        ) from exc
+    except pd.errors.EmptyDataError as exc:
+        raise TableError(f"{path}: line 1: the file is empty; expected a CSV header") from exc
+    except pd.errors.ParserError as exc:
+        raise TableError(f"{path}: malformed CSV: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise TableError(f"{path}: not UTF-8 text ({exc})") from exc
+
+
+def check_header(path: Path, found: list[str], expected: list[str]) -> None:
+    if found == expected:
+        return
+    missing = [c for c in expected if c not in found]
+    extra = [c for c in found if c not in expected]
+    parts = []
+    if missing:
+        parts.append(f"missing column(s) {missing}")
+    if extra:
+        parts.append(f"unexpected column(s) {extra}")
+    if not parts:
+        parts.append("columns in the wrong order")
+    raise TableError(f"{path}: line 1 (header): {'; '.join(parts)}; expected exactly {expected}, found {found}")
+
+
+def _fail(path: Path, col: str, series: pd.Series, bad: pd.Series, expected: str) -> None:
+    idx = np.flatnonzero(bad.to_numpy(dtype=bool))
+    if len(idx) == 0:
+        return
+    i = int(idx[0])
+    value = series.iloc[i]
+    raise TableError(
+        f"{path}: line {i + 2} (data row {i}), column '{col}': expected {expected}, got {value!r}"
+        f" ({len(idx)} bad row(s) in this column)"
+    )
+
+
+def _has_path_chars(s: pd.Series) -> pd.Series:
+    return s.str.contains("/", regex=False) | s.str.contains("\\", regex=False) | s.str.contains("..", regex=False)
+
+
+def convert_column(path: Path, spec: dict, raw: pd.Series) -> pd.Series:
+    """Convert one text column to its dtype and run its checks; raise ``TableError`` at the first bad row."""
+    col, dtype = spec["name"], spec["dtype"]
+    nullable = bool(spec.get("nullable", False))
+    empty = raw == ""
+    if not nullable:
+        _fail(path, col, raw, empty, f"a value ({dtype}); empty cells are not allowed")
+    id_fmt = ID_FORMATS.get(spec["id"]) if spec.get("id") else None
+    if spec.get("id") and id_fmt is None:
+        raise KeyError(f"schema for {path}: unknown id format {spec['id']!r}")
+
+    if dtype == "str":
+        present = ~empty
+        if id_fmt is not None:
+            if spec["id"] != "image_path":
+                _fail(path, col, raw, present & _has_path_chars(raw), "an id without a path separator or '..'")
+            else:
+                _fail(path, col, raw, present & raw.str.contains("..", regex=False), "a path without '..'")
+            pattern = id_fmt["pattern"]
+            _fail(path, col, raw, present & ~raw.str.fullmatch(pattern), id_fmt["what"])
+        if "pattern" in spec:
+            _fail(path, col, raw, present & ~raw.str.fullmatch(spec["pattern"]), f"text matching {spec['pattern']!r}")
+        if "enum" in spec:
+            allowed = [str(v) for v in spec["enum"]]
+            _fail(path, col, raw, present & ~raw.isin(allowed), f"one of {allowed}" + (" or empty" if nullable else ""))
+        if "enum_casefold" in spec:
+            allowed = [str(v) for v in spec["enum_casefold"]]
+            bad = present & ~raw.str.lower().isin([a.lower() for a in allowed])
+            _fail(path, col, raw, bad, f"one of {allowed} (case-insensitive)")
+        out = raw.astype("str")
+        if nullable:
+            out = out.where(present, None)
+        return out
+
+    if dtype == "int64":
+        present = ~empty
+        _fail(path, col, raw, present & ~raw.str.fullmatch(r"-?\d{1,18}"), "an integer" + (" or empty" if nullable else ""))
+        values = raw.astype("int64") if not nullable else pd.to_numeric(raw.where(present, None)).astype("Int64")
+        if id_fmt is not None:
+            lo, hi, what = id_fmt["min"], id_fmt["max"], id_fmt["what"]
+            _fail(path, col, raw, present & ((values < lo) | (values > hi)), what)
+        _check_range(path, col, raw, values, spec, present)
+        return values
+
+    if dtype == "float64":
+        present = ~empty
+        values = pd.to_numeric(raw.where(present, None), errors="coerce").astype("float64")
+        _fail(path, col, raw, present & values.isna(), "a number" + (" or empty" if nullable else ""))
+        if "values" in spec:
+            allowed = [float(v) for v in spec["values"]]
+            _fail(path, col, raw, present & ~values.isin(allowed), f"one of {allowed}" + (" or empty" if nullable else ""))
+        _check_range(path, col, raw, values, spec, present)
+        return values
+
+    if dtype == "datetime64[ns]":
+        present = ~empty
+        fmt = spec["format"]
+        values = pd.to_datetime(raw.where(present, None), format=fmt, errors="coerce").astype("datetime64[ns]")
+        _fail(path, col, raw, present & values.isna(), f"a date/time in the format {fmt!r}")
+        return values
+
+    raise KeyError(f"schema for {path}: unknown dtype {dtype!r} of column {col!r}")
+
+
+def _check_range(path, col, raw, values, spec, present) -> None:
+    if "min" in spec:
+        _fail(path, col, raw, present & (values < spec["min"]), f"a value >= {spec['min']}")
+    if "max" in spec:
+        _fail(path, col, raw, present & (values > spec["max"]), f"a value <= {spec['max']}")
+
+
+def read_csv_table(path: str | Path, schema: dict) -> pd.DataFrame:
+    """Read a CSV (plain or gzip) and return it typed as ``schema`` says; raise ``TableError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: missing; expected the file {schema.get('path', path.name)!r} of dataset "
+            f"{schema.get('dataset', '?')!r} here (see {schema.get('_file', 'its table schema')})"
+        )
+    expected = column_names(schema)
+    header = _read_text_frame(path, nrows=0)
+    check_header(path, list(header.columns), expected)
+    raw = _read_text_frame(path)
+    out = {}
+    for spec in schema["columns"]:
+        out[spec["name"]] = convert_column(path, spec, raw[spec["name"]])
+    return pd.DataFrame(out, columns=expected)
+
+
+# --------------------------------------------------------------------------------------------
+# Checking tables before they are written
+
+
+def _dtype_ok(series: pd.Series, dtype: str) -> bool:
+    if dtype == "str":
+        return pd.api.types.is_string_dtype(series.dtype) or series.dtype == object
+    if dtype == "int64":
+        return series.dtype == np.int64
+    if dtype == "float64":
+        return series.dtype == np.float64
+    if dtype == "bool":
+        return series.dtype == bool
+    if dtype == "datetime64[ns]":
+        return str(series.dtype) == "datetime64[ns]"
+    if dtype == "list<str>":
+        return series.dtype == object
+    raise KeyError(f"unknown dtype {dtype!r}")
+
+
+def check_frame(df: pd.DataFrame, schema: dict, where: str) -> None:
+    """Check a table against its schema (columns in order, dtypes, nulls); raise ``TableError``."""
+    expected = column_names(schema)
+    if list(df.columns) != expected:
+        raise TableError(f"{where}: columns {list(df.columns)} do not match the schema {expected}")
+    for spec in schema["columns"]:
+        s = df[spec["name"]]
+        if not _dtype_ok(s, spec["dtype"]):
+            raise TableError(f"{where}: column '{spec['name']}' has dtype {s.dtype}, expected {spec['dtype']}")
+        if not spec.get("nullable", False) and s.isna().any():
+            i = int(np.flatnonzero(s.isna().to_numpy())[0])
+            raise TableError(f"{where}: row {i}, column '{spec['name']}': null in a non-nullable column")
+        if spec["dtype"] == "list<str>":
+            ok = s.map(lambda v: v is None or (isinstance(v, list) and all(isinstance(x, str) for x in v)))
+            if not ok.all():
+                i = int(np.flatnonzero(~ok.to_numpy())[0])
+                raise TableError(f"{where}: row {i}, column '{spec['name']}': expected a list of strings or null")
+
+
+def id_format(name: str) -> re.Pattern:
+    """The compiled full-match regex of a string id format."""
+    return re.compile(ID_FORMATS[name]["pattern"])

@@ -1,0 +1,16 @@
+"""Rule `ingest`: validate the raw tables and write the typed parquet tables."""
+import logging
+import sys
+
+from instructx2x.ingest import ingest
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
+sys.stderr = open(snakemake.log[0], "a")  # noqa: F821
+
+counts = ingest(
+    dict(snakemake.config),  # noqa: F821
+    out_dir=snakemake.params.out_dir,  # noqa: F821
+    ledger_path=snakemake.output.ledger,  # noqa: F821
+    counts_path=snakemake.output.counts,  # noqa: F821
+)
+logging.info("rows: %s", counts)

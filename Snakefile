@@ -12,6 +12,8 @@ configfile: "config.yaml"
 include: "rules/common.smk"
 include: "rules/acquire.smk"
 include: "rules/ingest.smk"
+include: "rules/masks.smk"
+include: "rules/inference.smk"
 include: "rules/provenance.smk"
 
 

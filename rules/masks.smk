@@ -1,0 +1,34 @@
+# Pseudo masks (method §7): MS-CXR boxes of PA images, rescaled to the working resolution and
+# united per finding; arrays for the editor, one PNG per finding and a figure for the report.
+from instructx2x.masks import CATEGORIES as MASK_CATEGORIES, mask_png_name
+
+MASKS_NPZ = results("masks/pseudo_masks.npz")
+MASKS_FIGURE = results("masks/pseudo_masks.png")
+
+
+def masks_resolution():
+    return config["masks"]["resolution"] or config.get("registration", {}).get("resolution", 512)
+
+
+rule masks:
+    input:
+        boxes=results("tables/mscxr_boxes.parquet"),
+        pa_images=results("views/pa_images.parquet"),
+    output:
+        npz=MASKS_NPZ,
+        pngs=[results(f"masks/{mask_png_name(c)}") for c in MASK_CATEGORIES],
+        figure=MASKS_FIGURE,
+        ledger=results("ledger/masks.tsv"),
+        counts=results("ledger/masks.counts.tsv"),
+    params:
+        code=code_version("masks"),
+        resolution=masks_resolution(),
+        png_dir=results("masks"),
+    log:
+        f"{LOGS}/masks.log",
+    script:
+        "../workflow_scripts/masks_build.py"
+
+
+ALL_TARGETS.extend([MASKS_NPZ, MASKS_FIGURE])
+LEDGERS.append(results("ledger/masks.tsv"))

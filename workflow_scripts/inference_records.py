@@ -1,0 +1,15 @@
+"""Rule `inference_records`: join the shard tables into records.parquet and write the ledger."""
+import logging
+import sys
+
+from instructx2x.inference import merge_records
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
+sys.stderr = open(snakemake.log[0], "a")  # noqa: F821
+
+merge_records(
+    snakemake.input.shards,  # noqa: F821
+    snakemake.output.records,  # noqa: F821
+    snakemake.output.ledger,  # noqa: F821
+    snakemake.output.counts,  # noqa: F821
+)

@@ -1,0 +1,24 @@
+"""Rule `infer`: edit one shard of the test/holdout pairs in every mode."""
+import logging
+import sys
+
+from instructx2x.inference import run_shard
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
+sys.stderr = open(snakemake.log[0], "a")  # noqa: F821
+
+run_shard(
+    snakemake.input.instructions,  # noqa: F821
+    snakemake.input.model,  # noqa: F821
+    snakemake.input.masks,  # noqa: F821
+    dict(zip(snakemake.params.modes, snakemake.output.shards)),  # noqa: F821
+    snakemake.params.images_dir,  # noqa: F821
+    int(snakemake.wildcards.shard),  # noqa: F821
+    snakemake.params.n_shards,  # noqa: F821
+    dict(snakemake.params.rse),  # noqa: F821
+    dict(snakemake.params.masks),  # noqa: F821
+    seed=snakemake.params.seed,  # noqa: F821
+    splits=snakemake.params.splits,  # noqa: F821
+    threads=snakemake.threads,  # noqa: F821
+    device="cuda" if snakemake.resources.get("gpu", 0) else "cpu",  # noqa: F821
+)

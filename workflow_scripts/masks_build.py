@@ -1,0 +1,19 @@
+"""Rule `masks`: pseudo masks from the MS-CXR boxes of PA images."""
+import logging
+import sys
+
+from instructx2x.masks import run_masks
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
+sys.stderr = open(snakemake.log[0], "a")  # noqa: F821
+
+run_masks(
+    snakemake.input.boxes,  # noqa: F821
+    snakemake.input.pa_images,  # noqa: F821
+    snakemake.params.resolution,  # noqa: F821
+    snakemake.output.npz,  # noqa: F821
+    snakemake.params.png_dir,  # noqa: F821
+    snakemake.output.figure,  # noqa: F821
+    snakemake.output.ledger,  # noqa: F821
+    snakemake.output.counts,  # noqa: F821
+)

@@ -384,3 +384,12 @@ def test_snakemake_rule_ingest(tmp_path, raw):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert sorted(p.stem for p in (res / "tables").glob("*.parquet")) == sorted(TABLES)
     assert "rows:" in (res / "logs" / "ingest.log").read_text()
+
+
+def test_ragged_row_fails_naming_line(tmp_path, raw):
+    q = raw / "physionet.org/files/medical-diff-vqa/1.0.1/mimic_pair_questions.csv"
+    lines = q.read_text().splitlines()
+    lines[2] += ",extra"
+    q.write_text("\n".join(lines) + "\n")
+    with pytest.raises(TableError, match=r"mimic_pair_questions\.csv: malformed CSV: .*line 3"):
+        run_ingest(make_config(tmp_path, raw))

@@ -6,8 +6,9 @@ allowed), ``id`` (one of ``ID_FORMATS``: the MIMIC identifier formats of data-co
 ``enum``/``enum_casefold`` (a closed vocabulary), ``values`` (allowed numbers), ``min``/``max``,
 ``pattern`` (a full-match regex) and ``format`` (a strptime format for datetimes).
 
-``read_csv_table`` reads a CSV (plain or gzip) with every cell as text, then converts and checks
-each column with vectorised pandas operations (no per-row Python). The first problem raises
+``read_csv_table`` reads a CSV (plain or gzip) with every cell as text (pyarrow's CSV reader;
+pandas' when something is wrong, for a precise message), then converts and checks each column
+with vectorised pandas operations (no per-row Python). The first problem raises
 ``TableError`` naming the file, the line (1-based, the header is line 1), the column and what was
 expected. ``check_frame`` checks a table the pipeline is about to write against its schema.
 """
@@ -22,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 import yaml
 
 from instructx2x.config import SCHEMA_DIR
@@ -95,6 +98,7 @@ def _is_gzip(path: Path) -> bool:
 
 
 def _read_text_frame(path: Path, nrows: int | None = None) -> pd.DataFrame:
+    """Every cell as text (empty cells as ``""``), with the pandas C parser (precise error messages)."""
     compression = "gzip" if _is_gzip(path) else None
     try:
         return pd.read_csv(
@@ -118,6 +122,29 @@ def _read_text_frame(path: Path, nrows: int | None = None) -> pd.DataFrame:
         raise TableError(f"{path}: malformed CSV: {exc}") from exc
     except UnicodeDecodeError as exc:
         raise TableError(f"{path}: not UTF-8 text ({exc})") from exc
+
+
+def _read_text_fast(path: Path, columns: list[str]) -> pd.DataFrame:
+    """Every cell as text with pyarrow's multi-threaded CSV reader (several times faster than pandas).
+
+    Any problem (truncated gzip, ragged row, bad UTF-8) falls back to the pandas reader, whose
+    error names the line.
+    """
+    try:
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(use_threads=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in columns},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowException, OSError, EOFError, zlib.error):
+        return _read_text_frame(path)
+    if table.column_names != columns:
+        return _read_text_frame(path)
+    return table.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow", na_value=np.nan)}.get)
 
 
 def check_header(path: Path, found: list[str], expected: list[str]) -> None:
@@ -233,7 +260,7 @@ def read_csv_table(path: str | Path, schema: dict) -> pd.DataFrame:
     expected = column_names(schema)
     header = _read_text_frame(path, nrows=0)
     check_header(path, list(header.columns), expected)
-    raw = _read_text_frame(path)
+    raw = _read_text_fast(path, expected)
     out = {}
     for spec in schema["columns"]:
         out[spec["name"]] = convert_column(path, spec, raw[spec["name"]])

@@ -278,7 +278,10 @@ def finding_category(finding) -> str | None:
     helper = _instructions_helper("finding_category", "mscxr_category", "finding_to_category")
     if helper is not None:
         cat = helper(finding)
-        return category_key(cat) if cat else None
+        try:
+            return category_key(cat) if cat else None
+        except KeyError:
+            return None
     return _FINDING_TO_CATEGORY.get(" ".join(str(finding).lower().split()))
 
 

@@ -11,13 +11,15 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
 from instructx2x.config import REPO_ROOT, load_config
 from instructx2x.ingest import TABLES, ingest
 from instructx2x.ledger import read_ledger
-from instructx2x.tableschema import TableError
+from instructx2x.tableschema import TableError, arrow_schema, load_schema
 
 LABELS = [
     "Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Enlarged Cardiomediastinum", "Fracture",
@@ -214,6 +216,13 @@ def test_minimal_local_directory_gives_typed_tables(tmp_path, raw):
     assert mall.shape == (3, 21) and mall["study_order"].dtype == "float64"
     boxes = pd.read_parquet(tables / "mscxr_boxes.parquet")
     assert boxes.shape == (1, 11) and boxes["x"].dtype == "int64"
+
+    # every table has exactly its schema's parquet types, also where a column is all null here
+    for name in TABLES:
+        written = pq.read_schema(tables / f"{name}.parquet")
+        expected = arrow_schema(load_schema(name))
+        assert [(f.name, f.type) for f in written] == [(f.name, f.type) for f in expected], name
+    assert pq.read_schema(tables / "diseases.parquet").field("type2").type == pa.list_(pa.string())
 
     res = Path(config["results_dir"])
     ledger = read_ledger(res / "ledger" / "ingest.tsv")

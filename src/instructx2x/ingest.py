@@ -29,14 +29,13 @@ import numpy as np
 import pandas as pd
 
 from instructx2x import sources
-from instructx2x.io import write_parquet
 from instructx2x.ledger import Ledger
 from instructx2x.tableschema import (
     ID_FORMATS,
     TableError,
-    check_frame,
     load_schema,
     read_csv_table,
+    write_table,
 )
 
 log = logging.getLogger(__name__)
@@ -219,8 +218,7 @@ def build_studies(images: pd.DataFrame, reports: pd.DataFrame, root: Path, confi
     wrong_subject = rp.notna() & (rs != studies["subject_id"])
     for sid in studies.loc[wrong_subject, "study_id"]:
         ledger.set_aside("report", sid, "report_subject_mismatch", "report folder names another subject than the metadata")
-    studies["report_path"] = rp.where(rp.notna() & ~wrong_subject, None).astype("str")
-    studies.loc[studies["report_path"] == "nan", "report_path"] = None
+    studies["report_path"] = rp.astype("str").where(rp.notna() & ~wrong_subject, None)
     ledger.count("studies_with_report", len(studies), int(studies["report_path"].notna().sum()))
     labels = chexpert.drop(columns=["subject_id"]).set_index("study_id")
     unknown = ~chexpert["study_id"].isin(studies["study_id"])
@@ -383,10 +381,9 @@ def build_diseases(root: Path, config: dict, ledger: Ledger) -> tuple[pd.DataFra
     cols = ["subject_id", "study_id", "entity"] + entity_keys[1:]
     diseases = pd.DataFrame(ent_rows, columns=cols)
     diseases = diseases.astype({"subject_id": "int64", "study_id": "int64", "entity": "str"})
-    for key in ("post_location", "post_location2"):
-        diseases[key] = diseases[key].astype("object")
     for key in entity_keys[1:]:
-        diseases[key] = diseases[key].astype("object")
+        if kinds[key] != "list_or_null":
+            diseases[key] = diseases[key].astype("str")
     studies = pd.DataFrame(study_rows, columns=["subject_id", "study_id", "no_entity"])
     studies = studies.astype({"subject_id": "int64", "study_id": "int64"})
     ledger.count("disease_records", len(records), len(studies), path.name)
@@ -416,11 +413,8 @@ def build_mscxr(root: Path, config: dict, ledger: Ledger) -> pd.DataFrame:
 
 
 def _write(df: pd.DataFrame, name: str, out_dir: Path) -> Path:
-    schema = load_schema(name)
-    df = df.reset_index(drop=True)
-    check_frame(df, schema, f"table {name}")
     path = out_dir / f"{name}.parquet"
-    write_parquet(df, path)
+    write_table(df.reset_index(drop=True), load_schema(name), path)
     log.info("wrote %s (%d rows)", path, len(df))
     return path
 

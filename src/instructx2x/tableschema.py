@@ -10,7 +10,9 @@ allowed), ``id`` (one of ``ID_FORMATS``: the MIMIC identifier formats of data-co
 pandas' when something is wrong, for a precise message), then converts and checks each column
 with vectorised pandas operations (no per-row Python). The first problem raises
 ``TableError`` naming the file, the line (1-based, the header is line 1), the column and what was
-expected. ``check_frame`` checks a table the pipeline is about to write against its schema.
+expected. ``write_table`` checks a table the pipeline is about to write against its schema
+(``check_frame``) and writes it atomically (``io.atomic_path``) with the schema's exact parquet
+types (an all-null column keeps its type), zstd-compressed like ``io.write_parquet``.
 """
 
 from __future__ import annotations
@@ -25,11 +27,22 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 import yaml
 
 from instructx2x.config import SCHEMA_DIR
+from instructx2x.io import atomic_path
 
 TABLE_SCHEMA_DIR = SCHEMA_DIR / "tables"
+# Parquet types of the written tables: explicit, so that an all-null column keeps its type.
+ARROW_TYPES = {
+    "str": pa.string(),
+    "int64": pa.int64(),
+    "float64": pa.float64(),
+    "bool": pa.bool_(),
+    "datetime64[ns]": pa.timestamp("ns"),
+    "list<str>": pa.list_(pa.string()),
+}
 
 # Identifier formats (data-contract §0). Integer ids are checked by range, string ids by regex.
 ID_FORMATS = {
@@ -296,16 +309,31 @@ def check_frame(df: pd.DataFrame, schema: dict, where: str) -> None:
         s = df[spec["name"]]
         if not _dtype_ok(s, spec["dtype"]):
             raise TableError(f"{where}: column '{spec['name']}' has dtype {s.dtype}, expected {spec['dtype']}")
-        if not spec.get("nullable", False) and s.isna().any():
-            i = int(np.flatnonzero(s.isna().to_numpy())[0])
-            raise TableError(f"{where}: row {i}, column '{spec['name']}': null in a non-nullable column")
         if spec["dtype"] == "list<str>":
             ok = s.map(lambda v: v is None or (isinstance(v, list) and all(isinstance(x, str) for x in v)))
             if not ok.all():
-                i = int(np.flatnonzero(~ok.to_numpy())[0])
+                i = int(np.flatnonzero(~ok.to_numpy(dtype=bool))[0])
                 raise TableError(f"{where}: row {i}, column '{spec['name']}': expected a list of strings or null")
+        if not spec.get("nullable", False) and s.isna().any():
+            i = int(np.flatnonzero(s.isna().to_numpy())[0])
+            raise TableError(f"{where}: row {i}, column '{spec['name']}': null in a non-nullable column")
 
 
 def id_format(name: str) -> re.Pattern:
     """The compiled full-match regex of a string id format."""
     return re.compile(ID_FORMATS[name]["pattern"])
+
+
+def arrow_schema(schema: dict) -> pa.Schema:
+    """The parquet schema of a written table."""
+    return pa.schema(
+        [pa.field(c["name"], ARROW_TYPES[c["dtype"]], nullable=bool(c.get("nullable", False))) for c in schema["columns"]]
+    )
+
+
+def write_table(df: pd.DataFrame, schema: dict, path: str | Path) -> None:
+    """Check ``df`` against ``schema`` and write it atomically as parquet with the schema's exact types."""
+    check_frame(df, schema, f"table {Path(path).name}")
+    table = pa.Table.from_pandas(df.reset_index(drop=True), schema=arrow_schema(schema), preserve_index=False)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")

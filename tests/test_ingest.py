@@ -402,3 +402,24 @@ def test_ragged_row_fails_naming_line(tmp_path, raw):
     q.write_text("\n".join(lines) + "\n")
     with pytest.raises(TableError, match=r"mimic_pair_questions\.csv: malformed CSV: .*line 3"):
         run_ingest(make_config(tmp_path, raw))
+
+
+def test_mimiciv_v1_layout_core_folder_and_ethnicity(tmp_path, raw):
+    """MIMIC-IV 1.0 keeps the tables in core/ and calls the column `ethnicity` (no admit_provider_id)."""
+    v3 = raw / "physionet.org/files/mimiciv/3.1"
+    v1 = raw / "physionet.org/files/mimiciv/1.0/core"
+    v1.mkdir(parents=True)
+    shutil.copy(v3 / "hosp/patients.csv.gz", v1 / "patients.csv.gz")
+
+    def to_v1(text: str) -> str:
+        rows = [line.split(",") for line in text.splitlines()]
+        rows = [r[:6] + r[7:] for r in rows]  # drop admit_provider_id
+        rows[0][11] = "ethnicity"
+        return "\n".join(",".join(r) for r in rows) + "\n"
+
+    _gz(v1 / "admissions.csv.gz", to_v1(gzip.decompress((v3 / "hosp/admissions.csv.gz").read_bytes()).decode()))
+    config = make_config(tmp_path, raw)
+    config["datasets"]["mimiciv"]["version"] = "1.0"
+    run_ingest(config)
+    adm = pd.read_parquet(Path(config["results_dir"]) / "tables" / "admissions.parquet")
+    assert list(adm["race"]) == ["WHITE", "BLACK/AFRICAN AMERICAN"]

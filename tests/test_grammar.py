@@ -1,0 +1,115 @@
+"""Instruction grammar: render/parse round-trip over everything the data can produce, typed input."""
+
+import itertools
+
+import pytest
+
+from instructx2x.instructions.grammar import (
+    UnparseableInstruction,
+    finding_category,
+    flip_instruction,
+    flip_operations,
+    location_side_zone,
+    parse_instruction,
+    render_instruction,
+)
+from instructx2x.instructions.operation import Operation, operations_from_json, operations_json
+from instructx2x.instructions.vocabulary import DISEASES, LEVELS, normalise_location
+
+LOCATIONS = [None, "left", "right", "bilateral", "bibasilar", "retrocardiac", "left basal", "right apical",
+             "left lung base", "right lower lung", "lung bases", "left middle to lower lung", "middle to lower",
+             "soft tissues", "left apical", "lower and probably also middle lung", "medial right lung base", "rib",
+             "left rib"]
+SEVERITIES = [None, "small", "mild to moderate", "moderate to severe", "small moderate", "minimal", "moderately"]
+
+
+@pytest.mark.parametrize("finding", DISEASES)
+def test_round_trip_every_finding(finding):
+    for loc, sev in itertools.product(LOCATIONS, SEVERITIES):
+        for op in ("add", "remove"):
+            ops = [Operation(op, finding, location=normalise_location(loc), severity=sev)]
+            assert parse_instruction(render_instruction(ops)) == ops, render_instruction(ops)
+        for a, b in [("small", "moderate"), ("small", "mild to moderate"), ("moderate to severe", "moderate"),
+                     ("mild to moderate", "moderate to large"), ("small moderate", "severe")]:
+            ops = [Operation("change", finding, location=normalise_location(loc), from_level=a, to_level=b)]
+            assert parse_instruction(render_instruction(ops)) == ops, render_instruction(ops)
+
+
+def test_round_trip_several_operations_keeps_order():
+    ops = [Operation("change", "pleural effusion", from_level="small", to_level="moderate"),
+           Operation("add", "cardiomegaly"),
+           Operation("add", "atelectasis", location="right lung base", severity="mild"),
+           Operation("remove", "enlargement of the cardiac silhouette"),
+           Operation("remove", "edema", location="bilateral", severity="moderate to severe")]
+    text = render_instruction(ops)
+    assert text.startswith("Change the level of pleural effusion from small to moderate; add a cardiomegaly")
+    assert parse_instruction(text) == ops
+
+
+def test_rendered_examples():
+    assert render_instruction([Operation("add", "pleural effusion", "left", "moderate")]) == \
+        "Add a moderate left pleural effusion"
+    assert render_instruction([Operation("remove", "atelectasis", "right lung base")]) == \
+        "Remove the atelectasis in the right lung base"
+    assert render_instruction([Operation("change", "edema", from_level="mild", to_level="moderate")]) == \
+        "Change the level of edema from mild to moderate"
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("Add moderate left pleural effusion", [Operation("add", "pleural effusion", "left", "moderate")]),
+    ("ADD A MODERATE LEFT-SIDED PLEURAL EFFUSION.", [Operation("add", "pleural effusion", "left", "moderate")]),
+    ("add the finding of pleural effusion", [Operation("add", "pleural effusion")]),
+    ("insert a small effusion at the left base", [Operation("add", "pleural effusion", "left lung base", "small")]),
+    ("remove the right-sided pneumothorax", [Operation("remove", "pneumothorax", "right")]),
+    ("delete pulmonary edema", [Operation("remove", "edema")]),
+    ("Add edema and a small right effusion", [Operation("add", "edema"),
+                                              Operation("add", "pleural effusion", "right", "small")]),
+    ("add cardiomegaly, then remove the atelectasis in the left lower lobe",
+     [Operation("add", "cardiomegaly"), Operation("remove", "atelectasis", "left lower lung")]),
+    ("Add CHF and remove the opacity", [Operation("add", "heart failure"), Operation("remove", "lung opacity")]),
+    ("increase the pleural effusion from small to moderate",
+     [Operation("change", "pleural effusion", from_level="small", to_level="moderate")]),
+    ("change the level of edema from mild to moderate to severe",
+     [Operation("change", "edema", from_level="mild", to_level="moderate to severe")]),
+    ("Add infection in the right lung", [Operation("add", "infection", "right")]),
+])
+def test_typed_variants(text, expected):
+    assert parse_instruction(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "   ", "make it look better", "add a unicorn", "add pleural effusion purple",
+                                  "change the level of edema", "change edema from tiny to huge"])
+def test_unreadable_instructions_raise(text):
+    with pytest.raises(UnparseableInstruction):
+        parse_instruction(text)
+
+
+def test_category_and_side_zone_helpers():
+    assert finding_category("pleural effusion") == "Pleural Effusion"
+    assert finding_category("effusion") == "Pleural Effusion"
+    assert finding_category("enlargement of the cardiac silhouette") == "Cardiomegaly"
+    assert finding_category("infection") == "Pneumonia"
+    assert finding_category("fracture") is None
+    assert location_side_zone("left lung base") == ("left", "basal")
+    assert location_side_zone("right apical") == ("right", "apical")
+    assert location_side_zone("bibasilar") == ("bilateral", "basal")
+    assert location_side_zone("left middle to lower lung") == ("left", "middle")
+    assert location_side_zone("retrocardiac") == (None, "lower")
+    assert location_side_zone(None) == (None, None)
+
+
+def test_flip_swaps_sides_in_text_and_operations():
+    text = "Add a moderate left pleural effusion; remove the atelectasis in the right lung base"
+    flipped = flip_instruction(text)
+    assert flipped == "Add a moderate right pleural effusion; remove the atelectasis in the left lung base"
+    assert parse_instruction(flipped) == flip_operations(parse_instruction(text))
+    assert flip_instruction(flipped) == text
+
+
+def test_operations_json_is_canonical_and_round_trips():
+    ops = [Operation("add", "edema", "bilateral", "mild", sources={"severity": "keyinfo", "location": "report"})]
+    text = operations_json(ops)
+    assert text == operations_json(operations_from_json(text))
+    assert operations_from_json(text)[0].sources == {"location": "report", "severity": "keyinfo"}
+    assert " " not in text.replace("pleural effusion", "")[:20]
+    assert set(LEVELS) >= {"mild to moderate"}

@@ -1,0 +1,304 @@
+"""Acquisition from a PhysioNet-like server on loopback (real HTTP, Basic auth, Range requests).
+
+A tiny hand-made dataset in PhysioNet's layout: three subjects with Diff-VQA difference pairs (one
+pair has a study without a PA image), one MS-CXR box on an AP image, and images no one needs.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from instructx2x.cli import SUBCOMMANDS
+from instructx2x.config import REPO_ROOT, validate_config
+from instructx2x.credentials import Credentials, CredentialsError, get_credentials
+from instructx2x.download import AuthError, DownloadError, download, fetch_images, fetch_tables, needed_files
+from instructx2x.ledger import Ledger
+from instructx2x.local_manifest import build_local_manifest
+from instructx2x.physionet_mirror import PhysioNetMirror, write_index_pages, write_sha256sums
+
+USER, PASSWORD = "alice", "s3cr3t-Pa55word-zq"
+
+SUBJ = {"A": "10000001", "B": "10000002", "C": "10000003", "D": "10000004"}
+# study -> (subject, [(dicom_id, ViewPosition)])
+STUDIES = {
+    "50000001": ("A", [("PA", 1), ("LATERAL", 2)]),
+    "50000002": ("A", [("PA", 3)]),
+    "50000003": ("B", [("AP", 4)]),
+    "50000004": ("B", [("PA", 5)]),
+    "50000005": ("C", [("PA", 6), ("PA", 7)]),
+    "50000006": ("C", [("PA", 8)]),
+    "50000007": ("D", [("PA", 9)]),
+}
+# difference pairs (main, ref): A kept, B dropped (50000003 has no PA), C kept
+PAIRS = [("50000002", "50000001"), ("50000004", "50000003"), ("50000006", "50000005")]
+
+
+def dicom(n: int) -> str:
+    return f"{n:08x}-aaaaaaaa-bbbbbbbb-cccccccc-dddddddd"
+
+
+def image_rel(study: str, n: int) -> str:
+    s = SUBJ[STUDIES[study][0]]
+    return f"files/p{s[:2]}/p{s}/s{study}/{dicom(n)}.jpg"
+
+
+def _gz(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.GzipFile(path, "wb", mtime=0) as fh:
+        fh.write(text.encode())
+
+
+def _w(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data if isinstance(data, bytes) else data.encode())
+
+
+def make_tree(root: Path, image_bytes: int = 3000) -> Path:
+    """``root/physionet.org/files/<slug>/<version>/...`` with SHA256SUMS.txt and index.html pages."""
+    files = root / "physionet.org" / "files"
+    jpg, cxr, iv = files / "mimic-cxr-jpg/2.1.0", files / "mimic-cxr/2.1.0", files / "mimiciv/3.1"
+    vqa, ms = files / "medical-diff-vqa/1.0.1", files / "ms-cxr/1.1.0"
+    meta = ["dicom_id,subject_id,study_id,PerformedProcedureStepDescription,ViewPosition,Rows,Columns,StudyDate,StudyTime,"
+            "ProcedureCodeSequence_CodeMeaning,ViewCodeSequence_CodeMeaning,PatientOrientationCodeSequence_CodeMeaning"]
+    split = ["dicom_id,study_id,subject_id,split"]
+    chex = ["subject_id,study_id,Atelectasis,Cardiomegaly,Consolidation,Edema,Enlarged Cardiomediastinum,Fracture,Lung Lesion,"
+            "Lung Opacity,No Finding,Pleural Effusion,Pleural Other,Pneumonia,Pneumothorax,Support Devices"]
+    for study, (who, imgs) in STUDIES.items():
+        s = SUBJ[who]
+        for view, n in imgs:
+            meta.append(f"{dicom(n)},{s},{study},CHEST (PA AND LAT),{view},3000,2500,21800506,213014.531,"
+                        f"CHEST (PA AND LAT),postero-anterior,Erect")
+            split.append(f"{dicom(n)},{study},{s},train")
+            rng = hashlib.sha256(str(n).encode()).digest()
+            _w(jpg / image_rel(study, n), b"\xff\xd8" + (rng * (image_bytes // 32 + 1))[: image_bytes - 4] + b"\xff\xd9")
+        chex.append(f"{s},{study}" + ",1.0" * 14)
+        _w(cxr / f"files/p{s[:2]}/p{s}/s{study}.txt", f" FINAL REPORT\n FINDINGS: study {study}.\n")
+        _w(cxr / f"files/p{s[:2]}/p{s}/s{study}/{dicom(99)}.dcm", b"DICM" * 500)  # never needed
+    _gz(jpg / "mimic-cxr-2.0.0-metadata.csv.gz", "\n".join(meta) + "\n")
+    _gz(jpg / "mimic-cxr-2.0.0-split.csv.gz", "\n".join(split) + "\n")
+    _gz(jpg / "mimic-cxr-2.0.0-chexpert.csv.gz", "\n".join(chex) + "\n")
+    _gz(jpg / "mimic-cxr-2.0.0-negbio.csv.gz", "\n".join(chex) + "\n")
+    _w(jpg / "IMAGE_FILENAMES", "\n".join(image_rel(st, n) for st, (_, im) in STUDIES.items() for _, n in im) + "\n")
+    _gz(iv / "hosp/patients.csv.gz", "subject_id,gender,anchor_age,anchor_year,anchor_year_group,dod\n"
+        + "".join(f"{s},F,60,2180,2014 - 2016,\n" for s in SUBJ.values()))
+    _gz(iv / "hosp/admissions.csv.gz", "subject_id,hadm_id,admittime,race\n"
+        + "".join(f"{s},2{s[1:]},2180-05-06 22:23:00,WHITE\n" for s in SUBJ.values()))
+    _gz(iv / "hosp/labevents.csv.gz", "never,needed\n" * 200)
+    q = ["study_id,subject_id,ref_id,question_type,question,answer,split"]
+    for main, ref in PAIRS:
+        s = SUBJ[STUDIES[main][0]]
+        q.append(f"{main},{s},{ref},abnormality,what abnormalities are seen in this image?,edema,train")
+        q.append(f'{main},{s},{ref},difference,what has changed compared to the reference image?,"nothing has changed. ",train')
+    _w(vqa / "mimic_pair_questions.csv", "\n".join(q) + "\n")
+    _w(vqa / "mimic_all.csv", "subject_id,study_id\n" + "".join(f"{SUBJ[w]},{st}\n" for st, (w, _) in STUDIES.items()))
+    _w(vqa / "all_diseases.json", json.dumps({}))
+    _w(ms / "MS_CXR_Local_Alignment_v1.1.0.csv",
+       "dicom_id,category_name,label_text,path,x,y,w,h,image_width,image_height,split\n"
+       f"{dicom(4)},Edema,edema,{image_rel('50000003', 4)},10,10,50,50,2500,3000,train\n")
+    _w(ms / "MS_CXR_Local_Alignment_v1.1.0.json", "{}")
+    with zipfile.ZipFile(cxr / "mimic-cxr-reports.zip", "w") as zf:
+        for p in sorted((cxr / "files").rglob("*.txt")):
+            zf.writestr(p.relative_to(cxr).as_posix(), p.read_bytes())
+    for version_root in (jpg, cxr, iv, vqa, ms):
+        _w(version_root / "LICENSE.txt", "license\n")
+        write_sha256sums(version_root)
+    write_index_pages(root / "physionet.org")
+    return root / "physionet.org"
+
+
+NEEDED_IMAGES = sorted([image_rel("50000001", 1), image_rel("50000002", 3), image_rel("50000005", 6),
+                        image_rel("50000005", 7), image_rel("50000006", 8), image_rel("50000003", 4)])
+
+
+def make_config(tmp_path: Path, base_url: str, **physionet) -> dict:
+    with open(REPO_ROOT / "config.yaml") as fh:
+        config = yaml.safe_load(fh)
+    config["source"] = "physionet"
+    config["results_dir"] = str(tmp_path / "results")
+    config["physionet"] = {"base_url": base_url, "workers": 3, "backoff_s": 0.01, "progress": False, **physionet}
+    return validate_config(config)
+
+
+CREDS = Credentials(USER, PASSWORD)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    return make_tree(tmp_path_factory.mktemp("server"))
+
+
+@pytest.fixture()
+def mirror(served):
+    with PhysioNetMirror(served, USER, PASSWORD) as m:
+        yield m
+
+
+def test_full_download_fetches_only_the_needed_files(tmp_path, mirror, served):
+    config = make_config(tmp_path, mirror.base_url)
+    dest = tmp_path / "raw"
+    summary = download(config, dest, credentials=CREDS)
+    # only the needed images crossed the wire, each once
+    assert sorted(p.split("2.1.0/", 1)[1] for p in mirror.files_served(".jpg")) == NEEDED_IMAGES
+    assert mirror.file_requests(".jpg") == len(NEEDED_IMAGES)
+    assert mirror.file_requests(".dcm") == 0 and mirror.file_requests("labevents.csv.gz") == 0
+    assert summary["images_needed"] == 6 and summary["images_in_dataset"] == 9
+    assert summary["difference_pairs"] == 3 and summary["difference_pairs_with_pa"] == 2
+    assert summary["reports_needed"] == 4
+    got = sorted(p.relative_to(dest / "physionet.org/files/mimic-cxr-jpg/2.1.0").as_posix()
+                 for p in (dest / "physionet.org/files/mimic-cxr-jpg/2.1.0/files").rglob("*.jpg"))
+    assert got == NEEDED_IMAGES
+    # byte-identical to the server, same layout
+    for rel in NEEDED_IMAGES:
+        assert (dest / "physionet.org/files/mimic-cxr-jpg/2.1.0" / rel).read_bytes() == \
+            (served / "files/mimic-cxr-jpg/2.1.0" / rel).read_bytes()
+    assert (dest / "physionet.org/files/mimiciv/3.1/hosp/admissions.csv.gz").is_file()
+    assert not list(dest.rglob("*.part"))
+    manifest = pd.read_parquet(dest / "physionet_manifest.parquet")
+    assert list(manifest.columns) == ["dataset", "path", "sha256", "size", "url", "fetched_at"]
+    assert len(manifest) == 5 + 10 + 6 + 4  # SHA256SUMS x5, tables, images, reports
+    for row in manifest.itertuples():
+        root = dest / "physionet.org/files" / "/".join(row.url.split("/files/", 1)[1].split("/")[:2])
+        assert hashlib.sha256((root / row.path).read_bytes()).hexdigest() == row.sha256
+    ledger = pd.read_csv(dest / "ledger/acquire.tsv", sep="\t")
+    assert list(ledger["item_id"]) == ["50000004_50000003"] and list(ledger["reason"]) == ["no_pa_image"]
+    # a second run transfers nothing and gives the same manifest
+    before = len(mirror.files_served(".jpg"))
+    n_requests = sum(mirror.requests.values())
+    summary2 = download(config, dest, credentials=CREDS)
+    assert summary2["images_transferred"] == 0 and len(mirror.files_served(".jpg")) == before
+    assert sum(mirror.requests.values()) == n_requests  # everything present and verified locally
+    assert pd.read_parquet(dest / "physionet_manifest.parquet").equals(manifest)
+
+
+def test_interrupted_transfer_resumes_without_restarting(tmp_path, mirror, served):
+    config = make_config(tmp_path, mirror.base_url, chunk_bytes=1024)
+    rel = NEEDED_IMAGES[0]
+    url_path = f"files/mimic-cxr-jpg/2.1.0/{rel}"
+    size = (served / url_path).stat().st_size
+    mirror.cut_after[url_path] = 2048
+    fetch_tables(config, tmp_path / "raw", tmp_path / "t.parquet", credentials=CREDS)
+    fetch_images(config, tmp_path / "raw", tmp_path / "t.parquet", tmp_path / "m.parquet", tmp_path / "s.json",
+                 tmp_path / "l.tsv", tmp_path / "c.tsv", credentials=CREDS)
+    assert mirror.statuses[url_path] == [200, 206]
+    assert mirror.bytes_sent[url_path] == size  # 2048 + the rest: not restarted
+    assert (tmp_path / "raw/physionet.org/files/mimic-cxr-jpg/2.1.0" / rel).read_bytes() == (served / url_path).read_bytes()
+
+
+def test_transient_503_is_retried(tmp_path, mirror):
+    config = make_config(tmp_path, mirror.base_url)
+    url_path = "files/mimiciv/3.1/hosp/patients.csv.gz"
+    mirror.fail_503[url_path] = 2
+    fetch_tables(config, tmp_path / "raw", tmp_path / "t.parquet", credentials=CREDS)
+    assert mirror.statuses[url_path] == [503, 503, 200]
+
+
+def test_corrupted_file_is_retried_then_quarantined(tmp_path, mirror, served):
+    config = make_config(tmp_path, mirror.base_url, checksum_retries=1)
+    fetch_tables(config, tmp_path / "raw", tmp_path / "t.parquet", credentials=CREDS)
+    # corrupted once: the retry heals it
+    healed = f"files/mimic-cxr-jpg/2.1.0/{NEEDED_IMAGES[1]}"
+    mirror.corrupt[healed] = 1
+    # corrupted every time: quarantined and reported
+    bad = f"files/mimic-cxr-jpg/2.1.0/{NEEDED_IMAGES[2]}"
+    mirror.corrupt[bad] = 99
+    with pytest.raises(DownloadError) as err:
+        fetch_images(config, tmp_path / "raw", tmp_path / "t.parquet", tmp_path / "m.parquet", tmp_path / "s.json",
+                     tmp_path / "l.tsv", tmp_path / "c.tsv", credentials=CREDS)
+    assert NEEDED_IMAGES[2] in str(err.value) and "quarantined" in str(err.value)
+    assert mirror.statuses[bad] == [200, 200] and mirror.statuses[healed] == [200, 200]
+    raw = tmp_path / "raw"
+    assert (raw / "physionet.org/files/mimic-cxr-jpg/2.1.0" / NEEDED_IMAGES[1]).is_file()
+    assert not (raw / "physionet.org/files/mimic-cxr-jpg/2.1.0" / NEEDED_IMAGES[2]).exists()
+    q = raw / "quarantine/mimic_cxr_jpg" / NEEDED_IMAGES[2]
+    assert q.is_file() and q.read_bytes() != (served / bad).read_bytes()
+    ledger = pd.read_csv(tmp_path / "l.tsv", sep="\t")
+    assert "quarantined" in set(ledger["reason"])
+    assert not (tmp_path / "m.parquet").exists()
+
+
+def test_wrong_credentials_stop_at_once_with_a_clear_message(tmp_path, mirror):
+    config = make_config(tmp_path, mirror.base_url)
+    with pytest.raises(AuthError) as err:
+        fetch_tables(config, tmp_path / "raw", tmp_path / "t.parquet", credentials=Credentials(USER, "wrong-password-xy"))
+    msg = str(err.value)
+    assert "401" in msg and "data use agreement" in msg and "PHYSIONET_USERNAME" in msg
+    assert "wrong-password-xy" not in msg
+    assert sum(mirror.requests.values()) <= 5  # no retries after a 401
+
+
+def test_cli_reports_failure_and_reads_env_credentials(tmp_path, mirror):
+    cfg = tmp_path / "config.yaml"
+    config = make_config(tmp_path, "https://example.invalid/files/")
+    cfg.write_text(yaml.safe_dump(config))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PHYSIONET_")}
+    env.update(PHYSIONET_USERNAME=USER, PHYSIONET_PASSWORD="not-the-password", HOME=str(tmp_path))
+    # `instructx2x download` (cli.SUBCOMMANDS) runs the same parser; invoked via the module so this test
+    # does not depend on every other subcommand importing
+    assert SUBCOMMANDS["download"] == "instructx2x.download"
+    cmd = [sys.executable, "-m", "instructx2x.download", "--dest", str(tmp_path / "d"), "--base-url", mirror.base_url,
+           "--config", str(cfg)]
+    bad = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "data use agreement" in bad.stderr and "not-the-password" not in bad.stderr + bad.stdout
+    env["PHYSIONET_PASSWORD"] = PASSWORD
+    ok = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["images_fetched_or_present"] == 6
+
+
+def test_reports_from_zip(tmp_path, mirror):
+    config = make_config(tmp_path, mirror.base_url, reports="zip")
+    summary = download(config, tmp_path / "raw", credentials=CREDS)
+    assert summary["reports_fetched_or_present"] == 4
+    assert mirror.file_requests(".txt") == 5  # the five SHA256SUMS.txt, no single report
+    reports = sorted((tmp_path / "raw/physionet.org/files/mimic-cxr/2.1.0/files").rglob("*.txt"))
+    assert [p.stem for p in reports] == ["s50000001", "s50000002", "s50000005", "s50000006"]
+
+
+def test_credentials_from_env_then_netrc(tmp_path):
+    assert get_credentials("https://physionet.org/files/", environ={"PHYSIONET_USERNAME": "u", "PHYSIONET_PASSWORD": "p"}).username == "u"
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine physionet.org login bob password hunter2\n")
+    os.chmod(netrc, 0o600)
+    c = get_credentials("https://physionet.org/files/", netrc_path=netrc, environ={})
+    assert (c.username, c.password) == ("bob", "hunter2") and "hunter2" not in repr(c)
+    with pytest.raises(CredentialsError) as err:
+        get_credentials("https://physionet.org/files/", netrc_path=tmp_path / "none", environ={})
+    assert "PHYSIONET_USERNAME" in str(err.value)
+    with pytest.raises(CredentialsError):
+        get_credentials("https://physionet.org/files/", environ={"PHYSIONET_USERNAME": "u"})
+
+
+def test_needed_files_rule(served):
+    roots = {n: served / "files" / s for n, s in [("mimic_cxr_jpg", "mimic-cxr-jpg/2.1.0"), ("medical_diff_vqa", "medical-diff-vqa/1.0.1"),
+                                                   ("ms_cxr", "ms-cxr/1.1.0")]}
+    images, reports, stats = needed_files(roots, Ledger("acquire"))
+    assert images == NEEDED_IMAGES
+    assert image_rel("50000001", 2) not in images  # lateral of a kept study
+    assert image_rel("50000004", 5) not in images  # PA of a dropped pair
+    assert stats["mscxr_images"] == 1 and len(reports) == 4
+
+
+def test_local_manifest_hashes_tables_and_checks_them(tmp_path, served):
+    config = make_config(tmp_path, "https://physionet.org/files/")
+    config["source"] = "local"
+    config["local"]["raw_dir"] = str(served.parent)
+    df = build_local_manifest(config, tmp_path / "m.parquet", tmp_path / "l.tsv", tmp_path / "c.tsv")
+    tables = df[df["sha256"].notna()]
+    assert {"mimic-cxr-2.0.0-metadata.csv.gz", "hosp/patients.csv.gz", "mimic_pair_questions.csv"} <= set(tables["path"])
+    assert df[df["path"].str.endswith(".jpg")]["sha256"].isna().all() and (df["path"].str.endswith(".jpg")).sum() == 9
+    assert not df["path"].str.endswith("index.html").any()
+    df2 = build_local_manifest(config, tmp_path / "m2.parquet", tmp_path / "l.tsv", tmp_path / "c.tsv", verify_images=True)
+    assert df2[df2["path"].str.endswith(".jpg")]["sha256"].notna().all()
+    build_local_manifest(config, tmp_path / "m3.parquet", tmp_path / "l.tsv", tmp_path / "c.tsv")
+    assert (tmp_path / "m.parquet").read_bytes() == (tmp_path / "m3.parquet").read_bytes()

@@ -1,0 +1,10 @@
+"""Rule `physionet_tables`: SHA256SUMS.txt of each project, then the tables (credentials from env/netrc)."""
+import logging
+import sys
+
+from instructx2x.download import fetch_tables
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
+sys.stderr = open(snakemake.log[0], "a")  # noqa: F821
+
+fetch_tables(dict(snakemake.config), snakemake.params.raw_dir, snakemake.output.manifest)  # noqa: F821

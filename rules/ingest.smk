@@ -16,11 +16,13 @@ rule ingest:
     params:
         code=code_version("ingest", "tableschema", "sources"),
         schemas=schemas_version(),
-        out_dir=results("tables"),
+        out_dir=lambda wildcards, output: str(Path(output.tables[0]).parent),
     log:
         f"{LOGS}/ingest.log",
     benchmark:
         f"{BENCH}/ingest.tsv"
+    conda:
+        "../envs/acquire.yaml"
     resources:
         mem_mb=lambda wildcards, attempt: 8000 * attempt,
         runtime=60,

@@ -376,21 +376,20 @@ def test_cli_subcommand_writes_tables(tmp_path, raw):
     assert (tmp_path / "res" / "ledger" / "ingest.counts.tsv").is_file()
 
 
-def test_snakemake_rule_ingest(tmp_path, raw):
-    """The `ingest` rule of the workflow, run alone on a local source (the manifest stands in for acquisition)."""
+def test_snakemake_local_source_manifest_then_ingest(tmp_path, raw):
+    """`source: local` through the workflow: the acquisition's local manifest, then the `ingest` rule."""
     import subprocess
 
     res = tmp_path / "res"
-    (res / "raw").mkdir(parents=True)
-    pd.DataFrame({"path": ["x"]}).to_parquet(res / "raw" / "local_manifest.parquet")
     cmd = [
         str(REPO_ROOT / ".venv" / "bin" / "snakemake"), "-s", str(REPO_ROOT / "Snakefile"),
         "--directory", str(tmp_path), "--cores", "1", "--configfile", str(REPO_ROOT / "config.yaml"),
         "--config", "source=local", f"results_dir={res}", f"local={{raw_dir: {raw}}}",
-        "--allowed-rules", "ingest", "--", str(res / "tables" / "images.parquet"),
+        "--", str(res / "tables" / "images.parquet"),
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (res / "raw" / "local_manifest.parquet").is_file()
     assert sorted(p.stem for p in (res / "tables").glob("*.parquet")) == sorted(TABLES)
     assert "rows:" in (res / "logs" / "ingest.log").read_text()
 

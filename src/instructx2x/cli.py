@@ -14,6 +14,7 @@ SUBCOMMANDS: dict[str, str] = {
     "demo-data": "instructx2x.synthetic.cli",
     "audit": "instructx2x.provenance",
     "ingest": "instructx2x.ingest",
+    "register": "instructx2x.registration",
     "download": "instructx2x.download",
     "edit": "instructx2x.edit",
 }

@@ -1,0 +1,77 @@
+# Views: classifier scores per image (cached, the expensive part), then the PA decision (cheap).
+VIEWS_CFG = config["views"]
+
+
+def _views_score_inputs(wildcards):
+    inputs = {"images": results("tables/images.parquet")}
+    if VIEWS_CFG["backend"] == "trained":
+        inputs["model"] = results("views/view_model.pt")
+    return inputs
+
+
+rule views_train:
+    input:
+        images=results("tables/images.parquet"),
+    output:
+        model=results("views/view_model.pt"),
+    params:
+        code=code_version("view_classifier", "registration"),
+        seed=config["seed"],
+        epochs=VIEWS_CFG["train_epochs"],
+        max_images=VIEWS_CFG["train_max_images"],
+    log:
+        f"{LOGS}/views_train.log",
+    benchmark:
+        f"{BENCH}/views_train.tsv"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=60,
+    script:
+        "../workflow_scripts/views_train.py"
+
+
+rule views_score:
+    input:
+        unpack(_views_score_inputs),
+    output:
+        scores=results("views/view_scores.parquet"),
+    params:
+        code=code_version("views", "view_classifier", "registration"),
+        backend=VIEWS_CFG["backend"],
+        weights_dir=VIEWS_CFG["xrv_weights_dir"],
+        batch_size=VIEWS_CFG["batch_size"],
+    log:
+        f"{LOGS}/views_score.log",
+    benchmark:
+        f"{BENCH}/views_score.tsv"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 120 * attempt,
+    script:
+        "../workflow_scripts/views_score.py"
+
+
+rule views_pa:
+    input:
+        images=results("tables/images.parquet"),
+        scores=results("views/view_scores.parquet"),
+    output:
+        pa=results("views/pa_images.parquet"),
+        ledger=results("ledger/views.tsv"),
+        counts=results("ledger/views.counts.tsv"),
+    params:
+        code=code_version("views"),
+        lateral_threshold=VIEWS_CFG["lateral_threshold"],
+    log:
+        f"{LOGS}/views_pa.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../workflow_scripts/views_pa.py"
+
+
+ALL_TARGETS.append(results("views/pa_images.parquet"))
+LEDGERS.append(results("ledger/views.tsv"))

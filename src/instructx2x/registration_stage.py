@@ -1,0 +1,179 @@
+"""The registration stage over all pairs: shards, gather, gate, fates and QA montage.
+
+- ``register_shard``: the pairs whose ``shard_of(pair_id)`` is ``shard`` (CRC32 of the id, so
+  a pair's shard does not depend on the other pairs); one job per shard. Writes the past image
+  at the working resolution and the current image resampled into the past frame (unfiltered)
+  as PNGs, and one row per pair. An unreadable image or a failing registration gives a row with
+  ``status = failed`` and its reason; the shard goes on.
+- ``gather``: the shard tables concatenated (sorted by ``pair_id``) → ``registration.parquet``.
+- ``apply_gate``: the cheap decision (MI gate, mirror check, wrong-patient check) →
+  ``accepted_pairs.parquet`` and ``pair_fates.parquet`` (every Diff-VQA pair and its fate,
+  including those set aside by the pairs stage), with ledger and counts.
+- ``montage``: a PNG grid of kept and rejected pairs (past | aligned current | checkerboard).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from instructx2x.io import atomic_path, write_parquet
+from instructx2x.ledger import Ledger, read_ledger
+from instructx2x.registration import (
+    GateSettings,
+    RegistrationSettings,
+    UnreadableImage,
+    gate_reason,
+    register_files,
+    save_png,
+    shard_of,
+)
+from instructx2x.views import require_columns
+
+log = logging.getLogger(__name__)
+
+RESULT_COLUMNS = [
+    "pair_id", "shard", "status", "mi", "angle_rad", "scale", "tx", "ty", "center_x", "center_y",
+    "mirror_mi", "ncc", "resolution", "aligned_current_path", "past_path", "reason",
+]
+FLOAT_COLUMNS = ["mi", "angle_rad", "scale", "tx", "ty", "center_x", "center_y", "mirror_mi", "ncc"]
+
+
+def _empty_row(pair_id, shard, resolution, reason):
+    row = {c: np.nan for c in FLOAT_COLUMNS}
+    row.update(pair_id=pair_id, shard=shard, status="failed", resolution=resolution,
+               aligned_current_path="", past_path="", reason=reason)
+    return row
+
+
+def register_shard(pairs_path, shard: int, shards: int, settings: RegistrationSettings, images_dir, out_path) -> pd.DataFrame:
+    pairs = pd.read_parquet(pairs_path)
+    require_columns(pairs, ("pair_id", "current_image_path", "past_image_path"), pairs_path)
+    mine = pairs[[shard_of(p, shards) == shard for p in pairs["pair_id"]]].sort_values("pair_id")
+    images_dir = Path(images_dir)
+    images_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, r in enumerate(mine.itertuples(index=False)):
+        try:
+            res, past, aligned = register_files(r.past_image_path, r.current_image_path, settings)
+        except UnreadableImage as exc:
+            rows.append(_empty_row(r.pair_id, shard, settings.resolution, f"unreadable image: {exc}"))
+            log.warning("%s: unreadable image: %s", r.pair_id, exc)
+            continue
+        except Exception as exc:  # noqa: BLE001 - a failed registration is set aside, the shard goes on
+            rows.append(_empty_row(r.pair_id, shard, settings.resolution, f"registration failed: {type(exc).__name__}: {exc}"))
+            log.warning("%s: registration failed: %s", r.pair_id, exc)
+            continue
+        past_png = images_dir / f"{r.pair_id}_past.png"
+        cur_png = images_dir / f"{r.pair_id}_current_aligned.png"
+        save_png(past, past_png)
+        save_png(aligned, cur_png)
+        row = res.as_dict()
+        row.update(pair_id=r.pair_id, shard=shard, status="ok", resolution=settings.resolution,
+                   aligned_current_path=str(past_png.parent.resolve() / cur_png.name),
+                   past_path=str(past_png.resolve()), reason="")
+        rows.append(row)
+        log.info("[%d/%d] %s mi=%.3f mirror_mi=%.3f ncc=%.3f", i + 1, len(mine), r.pair_id, res.mi, res.mirror_mi, res.ncc)
+    out = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    out[FLOAT_COLUMNS] = out[FLOAT_COLUMNS].astype("float64")
+    out["shard"] = out["shard"].astype("int64")
+    out["resolution"] = out["resolution"].astype("int64")
+    write_parquet(out, out_path)
+    return out
+
+
+def gather(shard_paths, out_path, *, ledger_path=None, counts_path=None) -> pd.DataFrame:
+    parts = [pd.read_parquet(p) for p in shard_paths]
+    for p, df in zip(shard_paths, parts):
+        require_columns(df, RESULT_COLUMNS, p)
+    df = pd.concat(parts, ignore_index=True).sort_values("pair_id", kind="stable").reset_index(drop=True)
+    if df["pair_id"].duplicated().any():
+        raise ValueError(f"pair_id appears in several shards: {df.loc[df['pair_id'].duplicated(), 'pair_id'].tolist()[:5]}")
+    write_parquet(df, out_path)
+    ledger = Ledger("registration")
+    for r in df[df["status"] != "ok"].itertuples(index=False):
+        reason, _, detail = r.reason.partition(": ")
+        ledger.set_aside("pair", r.pair_id, reason, detail)
+    ledger.count("registered", len(df), int((df["status"] == "ok").sum()), "unreadable images / failed registrations set aside")
+    if ledger_path:
+        ledger.write(ledger_path, counts_path)
+    return df
+
+
+def apply_gate(registration_path, pairs_ledger_path, accepted_path, fates_path, gate: GateSettings, *, ledger_path=None, counts_path=None) -> pd.DataFrame:
+    reg = pd.read_parquet(registration_path)
+    require_columns(reg, RESULT_COLUMNS, registration_path)
+    reasons = [gate_reason(r, gate) for r in reg.to_dict("records")]
+    reg["gate_reason"] = reasons
+    accepted = reg[reg["gate_reason"] == ""].drop(columns=["gate_reason"])
+    write_parquet(accepted, accepted_path)
+
+    ledger = Ledger("registration_gate")
+    ok = reg[reg["status"] == "ok"]
+    for r in ok[ok["gate_reason"] != ""].itertuples(index=False):
+        ledger.set_aside("pair", r.pair_id, r.gate_reason, f"mi={r.mi:.4f} mirror_mi={r.mirror_mi:.4f} ncc={r.ncc:.4f}")
+    n = len(ok)
+    after_mi = ok[ok["gate_reason"] != "mi gate"]
+    after_mirror = after_mi[after_mi["gate_reason"] != "mirror suspected"]
+    ledger.count("mi gate", n, len(after_mi), f"mi <= {gate.mi_threshold}")
+    ledger.count("mirror check", len(after_mi), len(after_mirror), f"mirror_mi >= mi - {gate.mirror_margin}")
+    ledger.count("same-patient check", len(after_mirror), len(accepted), f"ncc >= {gate.ncc_min}")
+    if ledger_path:
+        ledger.write(ledger_path, counts_path)
+
+    fates = [{"pair_id": r["item_id"], "stage": "pairs", "fate": r["reason"], "detail": r["detail"]}
+             for r in (read_ledger(pairs_ledger_path) if pairs_ledger_path else [])]
+    for r in reg.itertuples(index=False):
+        if r.status != "ok":
+            reason, _, detail = r.reason.partition(": ")
+            fates.append({"pair_id": r.pair_id, "stage": "registration", "fate": reason, "detail": detail})
+        else:
+            fates.append({"pair_id": r.pair_id, "stage": "registration_gate", "fate": r.gate_reason or "kept",
+                          "detail": f"mi={r.mi:.4f} mirror_mi={r.mirror_mi:.4f} ncc={r.ncc:.4f}"})
+    fates_df = pd.DataFrame(fates, columns=["pair_id", "stage", "fate", "detail"]).sort_values("pair_id", kind="stable")
+    write_parquet(fates_df, fates_path)
+    return fates_df
+
+
+def _checkerboard(a: np.ndarray, b: np.ndarray, tiles: int = 8) -> np.ndarray:
+    h, w = a.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    mask = ((yy * tiles // h) + (xx * tiles // w)) % 2 == 0
+    return np.where(mask, a, b)
+
+
+def montage(registration_path, fates_path, out_path, *, per_group: int = 4) -> None:
+    """Rows: kept pairs then rejected pairs (registered ones); columns: past, aligned current, checkerboard."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    reg = pd.read_parquet(registration_path).set_index("pair_id")
+    fates = pd.read_parquet(fates_path)
+    registered = fates[(fates["stage"] == "registration_gate")]
+    kept = registered[registered["fate"] == "kept"].head(per_group)
+    rejected = registered[registered["fate"] != "kept"].drop_duplicates("fate").head(per_group)
+    rejected = pd.concat([rejected, registered[(registered["fate"] != "kept") & ~registered["pair_id"].isin(rejected["pair_id"])]]).head(per_group)
+    chosen = pd.concat([kept, rejected])
+    n = max(len(chosen), 1)
+    fig, axes = plt.subplots(n, 3, figsize=(6, 2 * n), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i, f in enumerate(chosen.itertuples(index=False)):
+        r = reg.loc[f.pair_id]
+        past = np.asarray(Image.open(r["past_path"]).convert("L"))
+        cur = np.asarray(Image.open(r["aligned_current_path"]).convert("L"))
+        for j, (img, title) in enumerate(((past, "past"), (cur, "current aligned"), (_checkerboard(past, cur), "checkerboard"))):
+            axes[i, j].imshow(img, cmap="gray", vmin=0, vmax=255)
+            axes[i, j].set_title(title if j else f"{f.fate} | {f.pair_id}\nMI {r['mi']:.2f} ncc {r['ncc']:.2f}", fontsize=6)
+    if len(chosen) == 0:
+        axes[0, 1].text(0.5, 0.5, "no registered pairs", ha="center")
+    fig.tight_layout()
+    with atomic_path(out_path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
+    plt.close(fig)

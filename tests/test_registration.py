@@ -1,0 +1,182 @@
+"""Registration on phantoms with known similarity transforms, the gate's checks, sharding with a
+corrupt image, and the `register` CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+from PIL import Image
+
+from instructx2x import cli, registration
+from instructx2x.ledger import read_ledger
+from instructx2x.registration import (
+    GateSettings,
+    RegistrationSettings,
+    gate_reason,
+    register_arrays,
+    resample,
+    to_sitk,
+)
+from instructx2x.registration_stage import apply_gate, gather, montage, register_shard
+
+N = 128
+SETTINGS = RegistrationSettings(resolution=N, seed=1234)
+
+
+def chest(patient: int, n: int = N, noise_seed: int = 0) -> np.ndarray:
+    """A chest-like phantom: body, two asymmetric lungs with rib stripes, heart, patient-specific shapes."""
+    p = np.random.default_rng(patient)
+    y, x = np.mgrid[0:n, 0:n] / n
+    img = np.full((n, n), 30.0)
+    img[((x - 0.5) / 0.46) ** 2 + ((y - 0.55) / 0.52) ** 2 < 1] = 150
+    rib_period = p.uniform(5.0, 8.0)
+    for cx, w, h in ((0.30 + p.uniform(-0.03, 0.03), p.uniform(0.11, 0.16), p.uniform(0.24, 0.32)),
+                     (0.70 + p.uniform(-0.03, 0.03), p.uniform(0.11, 0.16), p.uniform(0.22, 0.30))):
+        lung = ((x - cx) / w) ** 2 + ((y - 0.45) / h) ** 2 < 1
+        img[lung] = 70 + 30 * (np.sin(y[lung] * n / rib_period + 3 * x[lung]) > 0.5)
+    hx, hy = 0.56 + p.uniform(-0.04, 0.04), 0.64 + p.uniform(-0.04, 0.04)
+    img[((x - hx) / p.uniform(0.10, 0.15)) ** 2 + ((y - hy) / p.uniform(0.08, 0.12)) ** 2 < 1] = 175
+    img[(np.abs(x - 0.5) < 0.02) & (y > 0.1)] = 200  # spine
+    img += np.random.default_rng(1000 + noise_seed).normal(0, 4, (n, n))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def warp(arr: np.ndarray, angle_deg: float, scale: float, tx: float, ty: float) -> np.ndarray:
+    """The image whose registration to ``arr`` should return exactly these parameters."""
+    n = arr.shape[0]
+    t = sitk.Similarity2DTransform()
+    t.SetCenter(((n - 1) / 2, (n - 1) / 2))
+    t.SetParameters((scale, math.radians(angle_deg), tx, ty))
+    img = to_sitk(arr)
+    return resample(img, img, t.GetInverse())
+
+
+CASES = [(3.0, 1.04, 3.0, -2.0), (-4.0, 0.95, -2.5, 3.5), (1.5, 1.0, 5.0, 1.0)]
+
+
+@pytest.mark.parametrize("angle,scale,tx,ty", CASES)
+def test_recovers_known_similarity_transform(angle, scale, tx, ty):
+    past = chest(3, noise_seed=1)
+    current = warp(chest(3, noise_seed=2), angle, scale, tx, ty)
+    res, aligned = register_arrays(past, current, SETTINGS)
+    k = 512 / N  # errors at 512² equivalent
+    assert abs(res.angle_deg - angle) < 0.5
+    assert abs(res.tx - tx) * k < 1.0 and abs(res.ty - ty) * k < 1.0
+    assert abs(res.scale - scale) < 0.01
+    assert res.mi <= -0.88
+    assert aligned.shape == past.shape and aligned.dtype == np.uint8
+    assert res.ncc > 0.9
+    assert gate_reason({"status": "ok", **res.as_dict()}, GateSettings()) == ""
+
+
+def test_deterministic():
+    past, current = chest(5, noise_seed=1), warp(chest(5, noise_seed=2), 2.0, 1.02, 1.0, -1.0)
+    a, img_a = register_arrays(past, current, SETTINGS)
+    b, img_b = register_arrays(past, current, SETTINGS)
+    assert a.as_dict() == b.as_dict()
+    assert np.array_equal(img_a, img_b)
+
+
+def test_mirrored_and_other_patient_pass_mi_but_are_caught():
+    g = GateSettings()
+    past = chest(7, noise_seed=1)
+    mirrored = np.ascontiguousarray(warp(chest(7, noise_seed=2), 1.0, 1.0, 1.0, 0.0)[:, ::-1])
+    res_m, _ = register_arrays(past, mirrored, SETTINGS)
+    assert res_m.mi <= g.mi_threshold  # the paper's gate alone would keep it
+    assert gate_reason({"status": "ok", **res_m.as_dict()}, g) == "mirror suspected"
+    for other_patient in (8, 9, 10):
+        other = warp(chest(other_patient, noise_seed=2), -1.0, 1.0, 0.0, 2.0)
+        res_o, _ = register_arrays(past, other, SETTINGS)
+        assert res_o.mi <= g.mi_threshold
+        assert gate_reason({"status": "ok", **res_o.as_dict()}, g) == "wrong patient suspected"
+
+
+def test_gate_reasons_and_threshold():
+    row = {"status": "ok", "mi": -0.8, "mirror_mi": -0.5, "ncc": 0.9}
+    assert gate_reason(row, GateSettings()) == "mi gate"
+    assert gate_reason(row, GateSettings(mi_threshold=-0.7)) == ""
+    assert gate_reason({"status": "failed", "reason": "unreadable image: x"}, GateSettings()) == "unreadable image: x"
+
+
+def _write_jpg(arr, path):
+    Image.fromarray(arr).save(path, format="JPEG", quality=95)
+
+
+@pytest.fixture()
+def shard_inputs(tmp_path):
+    """Three pairs: a good one, a mirrored current, and one whose current JPG is truncated."""
+    d = tmp_path / "img"
+    d.mkdir()
+    _write_jpg(chest(11, n=160, noise_seed=1), d / "a_past.jpg")
+    _write_jpg(warp(chest(11, n=160, noise_seed=2), 2.0, 1.0, 2.0, 1.0), d / "a_cur.jpg")
+    _write_jpg(chest(12, n=160, noise_seed=1), d / "b_past.jpg")
+    _write_jpg(np.ascontiguousarray(chest(12, n=160, noise_seed=2)[:, ::-1]), d / "b_cur.jpg")
+    _write_jpg(chest(13, n=160, noise_seed=1), d / "c_past.jpg")
+    _write_jpg(chest(13, n=160, noise_seed=2), d / "c_cur.jpg")
+    data = (d / "c_cur.jpg").read_bytes()
+    (d / "c_cur.jpg").write_bytes(data[: len(data) // 2])  # truncated JPG
+    pairs = pd.DataFrame(
+        {
+            "pair_id": ["1_2", "3_4", "5_6"],
+            "current_image_path": [str(d / f"{k}_cur.jpg") for k in "abc"],
+            "past_image_path": [str(d / f"{k}_past.jpg") for k in "abc"],
+        }
+    )
+    pairs_path = tmp_path / "pairs.parquet"
+    pairs.to_parquet(pairs_path)
+    pairs_ledger = tmp_path / "pairs.tsv"
+    pairs_ledger.write_text("stage\titem_type\titem_id\treason\tdetail\npairs\tpair\t7_8\tno PA image\tpast: no PA image\n")
+    return tmp_path, pairs_path, pairs_ledger
+
+
+def test_shards_gather_gate_ledger(shard_inputs):
+    tmp, pairs_path, pairs_ledger = shard_inputs
+    shards = 2
+    shard_paths = []
+    for i in range(shards):
+        out = tmp / f"shard_{i}.parquet"
+        register_shard(pairs_path, i, shards, SETTINGS, tmp / f"images_{i}", out)
+        shard_paths.append(out)
+    reg = gather(shard_paths, tmp / "registration.parquet", ledger_path=tmp / "reg.tsv", counts_path=tmp / "reg.counts.tsv")
+    assert list(reg["pair_id"]) == ["1_2", "3_4", "5_6"]
+    by_id = reg.set_index("pair_id")
+    assert by_id.loc["5_6", "status"] == "failed" and by_id.loc["5_6", "reason"].startswith("unreadable image")
+    assert (by_id.loc[["1_2", "3_4"], "status"] == "ok").all()
+    for p in ("aligned_current_path", "past_path"):
+        img = Image.open(by_id.loc["1_2", p])
+        assert img.size == (N, N)
+    fates = apply_gate(tmp / "registration.parquet", pairs_ledger, tmp / "accepted.parquet", tmp / "fates.parquet",
+                       GateSettings(), ledger_path=tmp / "gate.tsv", counts_path=tmp / "gate.counts.tsv")
+    fate = fates.set_index("pair_id")["fate"]
+    assert fate.to_dict() == {"1_2": "kept", "3_4": "mirror suspected", "5_6": "unreadable image", "7_8": "no PA image"}
+    assert list(pd.read_parquet(tmp / "accepted.parquet")["pair_id"]) == ["1_2"]
+    counts = read_ledger(tmp / "gate.counts.tsv")
+    assert int(counts[0]["rows_in"]) == 2 and int(counts[-1]["rows_out"]) == 1
+    for c in counts:
+        assert int(c["rows_in"]) - int(c["rows_out"]) == int(c["dropped"])
+    assert sum(int(c["dropped"]) for c in counts) == len(read_ledger(tmp / "gate.tsv"))
+    montage(tmp / "registration.parquet", tmp / "fates.parquet", tmp / "montage.png")
+    assert Image.open(tmp / "montage.png").size[0] > 100
+
+
+def test_cli_register(tmp_path, capsys):
+    past = tmp_path / "past.png"
+    cur = tmp_path / "cur.png"
+    Image.fromarray(chest(21, noise_seed=1)).save(past)
+    Image.fromarray(warp(chest(21, noise_seed=2), -2.0, 1.0, 1.5, -1.0)).save(cur)
+    out = tmp_path / "aligned.png"
+    assert cli.SUBCOMMANDS["register"] == "instructx2x.registration"
+    parser = argparse.ArgumentParser()
+    registration.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["register", str(past), str(cur), "--out", str(out), "--json", "--resolution", str(N)])
+    assert args.func(args) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert set(d) >= {"angle_deg", "scale", "tx", "ty", "mi", "accepted", "mirror_suspected"}
+    assert abs(d["angle_deg"] + 2.0) < 0.5 and d["accepted"] is True and d["mirror_suspected"] is False
+    assert Image.open(out).size == (N, N)

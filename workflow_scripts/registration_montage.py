@@ -1,0 +1,15 @@
+"""Rule `registration_montage`: QA grid of kept and rejected pairs."""
+import logging
+import sys
+
+from instructx2x.registration_stage import montage
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
+sys.stderr = open(snakemake.log[0], "a")  # noqa: F821
+
+montage(
+    snakemake.input.table,  # noqa: F821
+    snakemake.input.fates,  # noqa: F821
+    snakemake.output.png,  # noqa: F821
+    per_group=snakemake.params.per_group,  # noqa: F821
+)

@@ -1,0 +1,18 @@
+"""Rule `registration_shard`: register the pairs of one shard."""
+import logging
+import sys
+
+from instructx2x.registration import RegistrationSettings
+from instructx2x.registration_stage import register_shard
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
+sys.stderr = open(snakemake.log[0], "a")  # noqa: F821
+
+register_shard(
+    snakemake.input.pairs,  # noqa: F821
+    int(snakemake.wildcards.shard),  # noqa: F821
+    snakemake.params.shards,  # noqa: F821
+    RegistrationSettings.from_config(dict(snakemake.params.settings), seed=snakemake.params.seed),  # noqa: F821
+    snakemake.output.images,  # noqa: F821
+    snakemake.output.table,  # noqa: F821
+)

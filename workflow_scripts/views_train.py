@@ -1,0 +1,16 @@
+"""Rule `views_train`: train the tiny frontal-vs-lateral CNN on metadata view labels."""
+import logging
+import sys
+
+from instructx2x.view_classifier import train
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
+sys.stderr = open(snakemake.log[0], "a")  # noqa: F821
+
+train(
+    snakemake.input.images,  # noqa: F821
+    snakemake.output.model,  # noqa: F821
+    seed=snakemake.params.seed,  # noqa: F821
+    epochs=snakemake.params.epochs,  # noqa: F821
+    max_images=snakemake.params.max_images,  # noqa: F821
+)

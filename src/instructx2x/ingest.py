@@ -72,6 +72,8 @@ CHEXPERT_LABELS = (
 # A report file as the glob **/p*/p*/s*.txt finds it, with the strict id formats of data-contract §0.
 REPORT_GLOB_RE = re.compile(r"(?:^|/)p[^/]*/p[^/]*/s[^/]*\.txt$")
 REPORT_RE = re.compile(r"(?:^|/)p(1\d)/p(1\d{7})/s(5\d{7})\.txt$")
+PATIENT_DIR_RE = re.compile(r"p\d{8}")
+GROUP_DIR_RE = re.compile(r"p\d{2}")
 MIMICIV_V1_ETHNICITY = [
     "WHITE",
     "BLACK/AFRICAN AMERICAN",
@@ -244,9 +246,9 @@ def find_reports(root: Path, ledger: Ledger) -> list[tuple[int, int, Path]]:
         dirnames.sort()
         rel_dir = Path(dirpath).relative_to(root).as_posix()
         rel_dir = "" if rel_dir == "." else rel_dir + "/"
-        parent = Path(dirpath).name
-        if parent.startswith("p") and Path(dirpath).parent.name.startswith("p"):
-            dirnames[:] = []  # a patient folder: reports are files here, sub-folders are studies
+        here = Path(dirpath)
+        if PATIENT_DIR_RE.fullmatch(here.name) and GROUP_DIR_RE.fullmatch(here.parent.name):
+            dirnames[:] = []  # a patient folder: reports are files here, sub-folders are studies (DICOMs)
         for name in sorted(filenames):
             rel = rel_dir + name
             if not REPORT_GLOB_RE.search("/" + rel):

@@ -302,3 +302,56 @@ def test_local_manifest_hashes_tables_and_checks_them(tmp_path, served):
     assert df2[df2["path"].str.endswith(".jpg")]["sha256"].notna().all()
     build_local_manifest(config, tmp_path / "m3.parquet", tmp_path / "l.tsv", tmp_path / "c.tsv")
     assert (tmp_path / "m.parquet").read_bytes() == (tmp_path / "m3.parquet").read_bytes()
+
+
+def _run_snakemake(workdir: Path, targets: list[str], env: dict) -> subprocess.CompletedProcess:
+    cmd = [str(Path(sys.executable).parent / "snakemake"), "--snakefile", str(REPO_ROOT / "Snakefile"),
+           "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), "--cores", "1", *targets]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_snakemake_physionet_source_downloads_and_leaks_no_password(tmp_path, mirror):
+    """The download rules through Snakemake, credentials only in the environment of the process."""
+    work = tmp_path / "work"
+    work.mkdir()
+    config = make_config(tmp_path, mirror.base_url)
+    config["results_dir"] = "results"
+    config["physionet"]["workers"] = 2
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PHYSIONET_")}
+    env.update(PHYSIONET_USERNAME=USER, PHYSIONET_PASSWORD=PASSWORD, HOME=str(tmp_path))
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    targets = ["results/raw/physionet_manifest.parquet", "results/raw/physionet_summary.json"]
+    proc = _run_snakemake(work, targets, env)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    summary = json.loads((work / "results/raw/physionet_summary.json").read_text())
+    assert summary["images_fetched_or_present"] == 6 and summary["reports_fetched_or_present"] == 4
+    assert mirror.file_requests(".jpg") == 6
+    manifest = pd.read_parquet(work / "results/raw/physionet_manifest.parquet")
+    assert manifest["path"].str.endswith(".jpg").sum() == 6
+    assert (work / "results/raw/physionet/physionet.org/files/mimic-cxr-jpg/2.1.0" / NEEDED_IMAGES[0]).is_file()
+    # the password is nowhere: not in results/, logs, .snakemake/ metadata, nor in Snakemake's output
+    scanned = 0
+    for path in work.rglob("*"):
+        if path.is_file():
+            scanned += 1
+            assert PASSWORD.encode() not in path.read_bytes(), path
+    assert scanned > 20 and any((work / ".snakemake").rglob("*"))
+    assert PASSWORD not in proc.stdout + proc.stderr
+    log_text = (work / "results/logs/acquire/physionet_images.log").read_text()
+    assert USER in (work / "results/logs/acquire/physionet_tables.log").read_text() and "images" in log_text
+    # wrong credentials: the rule fails with the clear message in its log, still no password anywhere
+    env["PHYSIONET_PASSWORD"] = "Wrong-Pa55-qq"
+    (work / "results/raw/physionet_tables_manifest.parquet").unlink()
+    import shutil
+
+    shutil.rmtree(work / "results/raw/physionet")  # nothing present: the server must be asked
+    bad = _run_snakemake(work, ["results/raw/physionet_tables_manifest.parquet"], env)
+    assert bad.returncode != 0
+    assert "data use agreement" in (work / "results/logs/acquire/physionet_tables.log").read_text()
+    for path in work.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert PASSWORD.encode() not in data and b"Wrong-Pa55-qq" not in data, path
+    assert "Wrong-Pa55-qq" not in bad.stdout + bad.stderr

@@ -314,7 +314,10 @@ def table_paths(config: dict) -> dict[str, list[str]]:
     """Relative paths of the stage-1 tables per dataset (from the ingest table schemas)."""
     out: dict[str, list[str]] = {}
     for name in sources.DATASET_NAMES:
-        rels = [load_schema(schema)["path"] for schema in TABLE_SCHEMAS[name]]
+        # ingest's own schema resolution (version-dependent paths, e.g. MIMIC-IV 1.0 core/)
+        from instructx2x.ingest import _raw_schema
+
+        rels = [_raw_schema(schema.removeprefix("raw_"), config)["path"] for schema in TABLE_SCHEMAS[name]]
         rels += EXTRA_TABLES.get(name, [])
         if name == "mimic_cxr" and Settings.from_config(config).reports == "zip":
             rels.append(REPORTS_ZIP)

@@ -1,0 +1,218 @@
+"""The instructions stage: parse every difference answer (``build_operations``, independent of
+registration), then join with the registration gate's accepted pairs, assign patient-wise splits
+and write the dataset and Table 1 (``build_instructions``, cheap), and optionally export the
+authors' layout (``export_authors_layout``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from instructx2x.io import write_text
+from instructx2x.ledger import Ledger
+from instructx2x.tableschema import TableError, load_schema, write_table
+
+from .attributes import ReportExtractor, attach_attributes, keyinfo_lookup, level_hints, question_lookup
+from .difference_parser import UnparseableAnswer, parse_difference
+from .grammar import render_instruction
+from .operation import operations_from_json, operations_json
+from .splits import assign_splits
+from .table1 import table1, to_markdown
+
+log = logging.getLogger(__name__)
+STAGE = "instructions"
+
+
+def require_columns(df: pd.DataFrame, path, columns) -> None:
+    """Fail at once naming the file and the missing column(s)."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise TableError(f"{path}: missing column(s) {missing}; expected at least {list(columns)} (docs/interfaces.md)")
+
+
+def _read(path, columns) -> pd.DataFrame:
+    df = pd.read_parquet(path)
+    require_columns(df, path, columns)
+    return df
+
+
+def build_operations(vqa_path, diseases_path, reports_path, out_path, ledger_path, counts_path,
+                     settings: dict | None = None) -> pd.DataFrame:
+    """Parse all difference rows into ``instructions/operations.parquet`` (one row per pair)."""
+    settings = settings or {}
+    ledger = Ledger(STAGE)
+    vqa = _read(vqa_path, ["study_id", "subject_id", "ref_id", "question_type", "question", "answer", "split"])
+    diseases = _read(diseases_path, ["study_id", "entity", "location", "level", "post_location"])
+    diff = vqa[vqa["question_type"] == "difference"]
+    n_diff = len(diff)
+    pair_id = diff["study_id"].astype("int64").astype(str) + "_" + diff["ref_id"].astype("int64").astype(str)
+    dup = pair_id.duplicated(keep="first").to_numpy()
+    for pid in pair_id[dup]:
+        ledger.set_aside("pair", pid, "duplicate difference row for the pair (first kept)")
+    diff = diff[~dup]
+    pair_id = pair_id[~dup]
+    ledger.count("difference_rows", n_diff, len(diff), "one difference row per (study_id, ref_id)")
+
+    keyinfo = keyinfo_lookup(diseases)
+    questions = question_lookup(vqa) if settings.get("use_questions", True) else {}
+    rows, pending = [], []
+    for pid, subj, cur, past, split, ans in zip(pair_id.to_numpy(), diff["subject_id"].to_numpy(),
+                                                 diff["study_id"].to_numpy(), diff["ref_id"].to_numpy(),
+                                                 diff["split"].to_numpy(), diff["answer"].to_numpy()):
+        cur, past = int(cur), int(past)
+        row = {"pair_id": str(pid), "subject_id": int(subj), "current_study_id": cur, "past_study_id": past,
+               "vqa_split": str(split), "answer": str(ans), "status": "ok", "reason": "", "operations": "[]",
+               "n_ops": 0, "instruction": None}
+        try:
+            names = _change_names(ans)
+            ops = parse_difference(ans, level_hints(keyinfo, names, cur, past) if names else None)
+        except UnparseableAnswer as err:
+            row.update(status="unparseable", reason=err.reason)
+            ledger.set_aside("pair", pid, f"unparseable difference answer: {err.reason}", ans)
+            rows.append(row)
+            continue
+        if not ops:
+            row.update(status="no_operation", reason="nothing has changed")
+            ledger.set_aside("pair", pid, "no operation (nothing has changed)", ans)
+            rows.append(row)
+            continue
+        ops = attach_attributes(ops, cur, past, keyinfo, questions)
+        row["_ops"] = ops
+        rows.append(row)
+        if settings.get("use_reports", True) and any(
+                o.location is None or (o.op != "change" and o.severity is None) for o in ops):
+            pending.append(len(rows) - 1)
+
+    if pending:
+        reports = _read(reports_path, ["study_id", "text"])
+        text_of = dict(zip(reports["study_id"].astype("int64").to_numpy(), reports["text"].to_numpy()))
+        needed = {}
+        for i in pending:
+            r = rows[i]
+            for o in r["_ops"]:
+                s = r["past_study_id"] if o.op == "remove" else r["current_study_id"]
+                if s in text_of:
+                    needed[s] = text_of[s]
+        extractor = ReportExtractor()
+        extractor.extract_all(dict(sorted(needed.items())))
+        for i in pending:
+            r = rows[i]
+            r["_ops"] = attach_attributes(r["_ops"], r["current_study_id"], r["past_study_id"], {}, {}, extractor)
+        log.info("report extraction on %d studies for %d pairs", len(needed), len(pending))
+
+    for r in rows:
+        ops = r.pop("_ops", None)
+        if ops:
+            r["operations"] = operations_json(ops)
+            r["n_ops"] = len(ops)
+            r["instruction"] = render_instruction(ops)
+    cols = [c["name"] for c in load_schema("instruction_operations")["columns"]]
+    df = pd.DataFrame(rows, columns=cols)
+    df = df.astype({"subject_id": "int64", "current_study_id": "int64", "past_study_id": "int64", "n_ops": "int64"})
+    n_ok = int((df["status"] == "ok").sum())
+    ledger.count("parse_answers", len(df), n_ok + int((df["status"] == "no_operation").sum()), "unparseable answers set aside")
+    ledger.count("with_operation", len(df), n_ok, "pairs with at least one operation")
+    write_table(df, load_schema("instruction_operations"), out_path)
+    ledger.write(ledger_path, counts_path)
+    return df
+
+
+def _change_names(answer) -> list[str]:
+    if not isinstance(answer, str) or "the level of " not in answer:
+        return []
+    import re
+
+    return re.findall(r"the level of ([a-z][a-z \-]*?) has changed from", answer)
+
+
+def build_instructions(operations_path, accepted_path, studies_path, out_path, table1_csv, table1_md,
+                       ledger_path, counts_path, split_settings: dict, seed: int) -> pd.DataFrame:
+    """Join parsed operations with the accepted pairs; patient-wise splits; Table 1."""
+    ledger = Ledger(f"{STAGE}_join")
+    ops = _read(operations_path, ["pair_id", "subject_id", "current_study_id", "past_study_id", "status",
+                                  "operations", "n_ops", "instruction"])
+    acc = _read(accepted_path, ["pair_id", "aligned_current_path", "past_path"])
+    ok = ops[ops["status"] == "ok"]
+    merged = ok.merge(acc.drop(columns=[c for c in ("subject_id", "current_study_id", "past_study_id")
+                                        if c in acc.columns]), on="pair_id", how="inner", validate="one_to_one")
+    for pid in sorted(set(ok["pair_id"]) - set(merged["pair_id"])):
+        ledger.set_aside("pair", pid, "not among the registration gate's accepted pairs")
+    for pid in sorted(set(acc["pair_id"]) - set(ok["pair_id"])):
+        ledger.set_aside("pair", pid, "accepted by registration but has no parsed operation")
+    ledger.count("join_accepted", len(ok), len(merged), "pairs with operations and accepted registration")
+
+    if "chronological" in merged.columns:
+        chrono = merged["chronological"].fillna(True).astype(bool)
+    else:
+        studies = _read(studies_path, ["study_id", "StudyDate"])
+        date = dict(zip(studies["study_id"].astype("int64"), studies["StudyDate"]))
+        chrono = pd.Series([bool(pd.isna(date.get(p)) or pd.isna(date.get(c)) or date.get(p) <= date.get(c))
+                            for p, c in zip(merged["past_study_id"], merged["current_study_id"])],
+                           index=merged.index, dtype=bool)
+    mapping = assign_splits(merged["subject_id"], split_settings.get("fractions", {}), seed,
+                            split_settings.get("holdout_folder", "p19"))
+    out = pd.DataFrame({
+        "pair_id": merged["pair_id"].astype(str),
+        "subject_id": merged["subject_id"].astype("int64"),
+        "current_study_id": merged["current_study_id"].astype("int64"),
+        "past_study_id": merged["past_study_id"].astype("int64"),
+        "current_dicom_id": _opt_str(merged, "current_dicom_id"),
+        "past_dicom_id": _opt_str(merged, "past_dicom_id"),
+        "split": merged["subject_id"].astype("int64").map(mapping).astype(str),
+        "chronological": chrono.to_numpy(dtype=bool),
+        "mi": merged["mi"].astype("float64") if "mi" in merged.columns else np.full(len(merged), np.nan),
+        "past_image": merged["past_path"].astype(str),
+        "current_image": merged["aligned_current_path"].astype(str),
+        "instruction": merged["instruction"].astype(str),
+        "operations": merged["operations"].astype(str),
+        "n_ops": merged["n_ops"].astype("int64"),
+    }).sort_values("pair_id", kind="stable").reset_index(drop=True)
+    write_table(out, load_schema("instructions"), out_path)
+    t = table1(out)
+    with open(Path(table1_csv).with_name(f".{Path(table1_csv).name}.tmp"), "w") as fh:
+        t.to_csv(fh, index=False)
+    os.replace(Path(table1_csv).with_name(f".{Path(table1_csv).name}.tmp"), table1_csv)
+    write_text(to_markdown(t), table1_md)
+    ledger.write(ledger_path, counts_path)
+    return out
+
+
+def _opt_str(df, col):
+    if col not in df.columns:
+        return pd.Series([None] * len(df), index=df.index, dtype=object)
+    return df[col].map(lambda v: None if v is None or (isinstance(v, float) and v != v) else str(v))
+
+
+def export_authors_layout(instructions_path, out_dir) -> int:
+    """The authors' training layout: ``instructions.csv`` (split,current_dicom_id,past_dicom_id,instruction,
+    values = image file names) with ``past/`` and ``current/`` folders (hard links where possible).
+    File names are ``<pair_id>.png`` because the aligned current image belongs to one pair."""
+    df = pd.read_parquet(instructions_path)
+    out = Path(out_dir)
+    for sub in ("past", "current"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    rows = []
+    for r in df.itertuples(index=False):
+        name = f"{r.pair_id}.png"
+        for sub, src in (("past", r.past_image), ("current", r.current_image)):
+            dst = out / sub / name
+            if dst.exists():
+                dst.unlink()
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copyfile(src, dst)
+        rows.append({"split": r.split, "current_dicom_id": name, "past_dicom_id": name, "instruction": r.instruction})
+    pd.DataFrame(rows, columns=["split", "current_dicom_id", "past_dicom_id", "instruction"]).to_csv(
+        out / "instructions.csv", index=False)
+    return len(rows)
+
+
+def load_operations(text: str):
+    """Operations of one row's ``operations`` column."""
+    return operations_from_json(text)

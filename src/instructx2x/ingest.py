@@ -69,6 +69,17 @@ CHEXPERT_LABELS = (
     "Pneumothorax",
     "Support Devices",
 )
+RAW_SCHEMAS = (
+    "raw_mimic_cxr_metadata",
+    "raw_mimic_cxr_split",
+    "raw_mimic_cxr_chexpert",
+    "raw_mimiciv_patients",
+    "raw_mimiciv_admissions",
+    "raw_diffvqa_questions",
+    "raw_diffvqa_mimic_all",
+    "raw_diffvqa_all_diseases",
+    "raw_mscxr_boxes",
+)
 # A report file as the glob **/p*/p*/s*.txt finds it, with the strict id formats of data-contract §0.
 REPORT_GLOB_RE = re.compile(r"(?:^|/)p[^/]*/p[^/]*/s[^/]*\.txt$")
 REPORT_RE = re.compile(r"(?:^|/)p(1\d)/p(1\d{7})/s(5\d{7})\.txt$")

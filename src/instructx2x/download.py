@@ -199,6 +199,7 @@ class Fetcher:
                     if r.status_code == 206 and offset:
                         start = _content_range_start(r.headers.get("Content-Range", ""))
                         if start != offset:
+                            part.unlink()  # cannot trust the partial file: start over
                             raise _Transient(f"server resumed at {start}, expected {offset}")
                         mode = "ab"
                     elif r.status_code == 200:

@@ -113,3 +113,31 @@ def test_operations_json_is_canonical_and_round_trips():
     assert operations_from_json(text)[0].sources == {"location": "report", "severity": "keyinfo"}
     assert " " not in text.replace("pleural effusion", "")[:20]
     assert set(LEVELS) >= {"mild to moderate"}
+
+
+def _cli(argv, capsys):
+    import argparse
+
+    from instructx2x.instructions import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    status = args.func(args)
+    return status, capsys.readouterr()
+
+
+def test_cli_parse_instruction_and_difference(capsys):
+    import json
+
+    status, out = _cli(["parse-instruction", "Add moderate left pleural effusion"], capsys)
+    assert status == 0
+    assert json.loads(out.out) == [{"op": "add", "finding": "pleural effusion", "location": "left",
+                                    "severity": "moderate", "from": None, "to": None}]
+    status, out = _cli(["parse-difference", "the level of edema has changed from mild to moderate. "], capsys)
+    assert status == 0 and json.loads(out.out) == [{"op": "change", "finding": "edema", "location": None,
+                                                   "severity": None, "from": "mild", "to": "moderate"}]
+    status, out = _cli(["parse-difference", "nothing has changed."], capsys)
+    assert status == 0 and json.loads(out.out) == []
+    status, out = _cli(["parse-instruction", "make it pretty"], capsys)
+    assert status == 2 and "error" in out.err

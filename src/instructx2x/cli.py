@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, str] = {
     "register": "instructx2x.registration",
     "download": "instructx2x.download",
     "edit": "instructx2x.edit",
+    "parse-instruction": "instructx2x.instructions.cli",
 }
 
 

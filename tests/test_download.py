@@ -355,3 +355,70 @@ def test_snakemake_physionet_source_downloads_and_leaks_no_password(tmp_path, mi
             data = path.read_bytes()
             assert PASSWORD.encode() not in data and b"Wrong-Pa55-qq" not in data, path
     assert "Wrong-Pa55-qq" not in bad.stdout + bad.stderr
+
+
+@pytest.fixture(scope="module")
+def demo_served(tmp_path_factory):
+    generate = pytest.importorskip("instructx2x.synthetic.generate")
+    out = tmp_path_factory.mktemp("demo")
+    generate.generate_dataset(out, patients=8, seed=7)
+    return out / "physionet.org"
+
+
+def test_demo_dataset_download_then_ingest_reads_it_unchanged(tmp_path, demo_served):
+    """The synthetic demo served as PhysioNet: only needed images fetched, and ingest reads the result."""
+    from instructx2x.ingest import ingest
+
+    with PhysioNetMirror(demo_served, USER, PASSWORD) as m:
+        config = make_config(tmp_path, m.base_url)
+        raw = tmp_path / "results/raw/physionet"
+        summary = download(config, raw, credentials=CREDS)
+        served_jpgs = {p.split("/2.1.0/", 1)[1] for p in m.files_served(".jpg")}
+    jpg_root = raw / "physionet.org/files/mimic-cxr-jpg/2.1.0"
+    all_jpgs = {l.split(" ", 1)[1] for l in (jpg_root / "SHA256SUMS.txt").read_text().splitlines() if l.endswith(".jpg")}
+    on_disk = {p.relative_to(jpg_root).as_posix() for p in (jpg_root / "files").rglob("*.jpg")}
+    assert on_disk == served_jpgs and len(on_disk) == summary["images_needed"] < len(all_jpgs)
+    # independent check of the rule: PA images of both studies of each difference pair with PA on both sides
+    meta = pd.read_csv(jpg_root / "mimic-cxr-2.0.0-metadata.csv.gz", dtype=str)
+    vqa = pd.read_csv(raw / "physionet.org/files/medical-diff-vqa/1.0.1/mimic_pair_questions.csv", dtype=str)
+    pa = meta[meta["ViewPosition"] == "PA"]
+    diff = vqa[vqa["question_type"] == "difference"]
+    diff = diff[diff["study_id"].isin(pa["study_id"]) & diff["ref_id"].isin(pa["study_id"])]
+    studies = set(diff["study_id"]) | set(diff["ref_id"])
+    expected = {f"files/p{r.subject_id[:2]}/p{r.subject_id}/s{r.study_id}/{r.dicom_id}.jpg"
+                for r in pa[pa["study_id"].isin(studies)].itertuples()}
+    boxes = pd.read_csv(raw / "physionet.org/files/ms-cxr/1.1.0/MS_CXR_Local_Alignment_v1.1.0.csv", dtype=str)
+    assert on_disk == expected | set(boxes["path"])
+    # ingest, unchanged, reads the downloaded tree (source physionet)
+    counts = ingest(config, out_dir=tmp_path / "tables", ledger_path=tmp_path / "il.tsv", counts_path=tmp_path / "ic.tsv")
+    images = pd.read_parquet(tmp_path / "tables/images.parquet")
+    assert len(images) == len(meta) and counts
+    present = images[images["image_path"].map(lambda p: Path(p).is_file())]
+    assert set(present["path"]) == on_disk
+    reports = pd.read_parquet(tmp_path / "tables/reports.parquet")
+    assert set(reports["study_id"].astype(str)) == studies
+
+
+@pytest.mark.slow
+def test_snakemake_physionet_source_feeds_ingest_on_the_demo(tmp_path, demo_served):
+    """`source: physionet` through Snakemake up to ingest, the demo dataset served on loopback."""
+    work = tmp_path / "work"
+    work.mkdir()
+    with PhysioNetMirror(demo_served, USER, PASSWORD) as m:
+        config = make_config(tmp_path, m.base_url)
+        config["results_dir"] = "results"
+        (work / "config.yaml").write_text(yaml.safe_dump(config))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PHYSIONET_")}
+        env.update(PHYSIONET_USERNAME=USER, PHYSIONET_PASSWORD=PASSWORD, HOME=str(tmp_path))
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        proc = _run_snakemake(work, ["results/tables/images.parquet", "results/raw/physionet_summary.json"], env)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        n_jpg = m.file_requests(".jpg")
+    summary = json.loads((work / "results/raw/physionet_summary.json").read_text())
+    assert n_jpg == summary["images_needed"] == summary["images_transferred"] > 0
+    images = pd.read_parquet(work / "results/tables/images.parquet")
+    assert images["image_path"].map(lambda p: Path(p).is_file()).sum() == n_jpg
+    for path in work.rglob("*"):
+        if path.is_file():
+            assert PASSWORD.encode() not in path.read_bytes(), path
+    assert PASSWORD not in proc.stdout + proc.stderr

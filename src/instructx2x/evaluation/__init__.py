@@ -1,0 +1,1 @@
+"""Evaluation of edited images (method.md §10): labels, evaluator backends, metrics, report."""

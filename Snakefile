@@ -11,6 +11,7 @@ configfile: "config.yaml"
 
 include: "rules/common.smk"
 include: "rules/acquire.smk"
+include: "rules/demo.smk"
 include: "rules/ingest.smk"
 include: "rules/views.smk"
 include: "rules/pairs.smk"

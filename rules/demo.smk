@@ -1,0 +1,25 @@
+# Acquisition for `source: demo`: generate the synthetic dataset (PhysioNet layout + ground truth)
+# and the raw manifest that ingest reads.
+if config["source"] == "demo":
+
+    rule demo_data:
+        output:
+            manifest=RAW_MANIFEST,
+            tree=directory(f"{RAW_DIR}/physionet.org"),
+            truth=directory(f"{RAW_DIR}/ground_truth"),
+        params:
+            code=code_version("synthetic"),
+            out_dir=RAW_DIR,
+            patients=config["demo"]["patients"],
+            seed=config["demo"]["seed"],
+        log:
+            f"{LOGS}/demo_data.log",
+        benchmark:
+            f"{BENCH}/demo_data.tsv"
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        script:
+            "../workflow_scripts/demo_data.py"
+
+    ALL_TARGETS.append(RAW_MANIFEST)

@@ -1,0 +1,296 @@
+"""The ground-truth model: patients (identity traits), studies (dates, type, findings), images
+(true view, acquisition transform, exposure) and planted defects.
+
+Everything here is drawn from one ``numpy.random.Generator`` in a fixed order, so the same seed
+gives the same truth. Other modules only *render* this truth (images, reports, labels, VQA rows).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from . import ids
+
+# 33-value MIMIC-IV v2.0-3.1 race vocabulary (data-contract §4.3) with rough weights.
+RACES = [
+    ("AMERICAN INDIAN/ALASKA NATIVE", 0.3), ("ASIAN", 1.5), ("ASIAN - ASIAN INDIAN", 0.3),
+    ("ASIAN - CHINESE", 0.8), ("ASIAN - KOREAN", 0.1), ("ASIAN - SOUTH EAST ASIAN", 0.3),
+    ("BLACK/AFRICAN", 0.3), ("BLACK/AFRICAN AMERICAN", 12.0), ("BLACK/CAPE VERDEAN", 0.7),
+    ("BLACK/CARIBBEAN ISLAND", 0.5), ("HISPANIC OR LATINO", 1.0),
+    ("HISPANIC/LATINO - CENTRAL AMERICAN", 0.2), ("HISPANIC/LATINO - COLUMBIAN", 0.2),
+    ("HISPANIC/LATINO - CUBAN", 0.2), ("HISPANIC/LATINO - DOMINICAN", 0.8),
+    ("HISPANIC/LATINO - GUATEMALAN", 0.3), ("HISPANIC/LATINO - HONDURAN", 0.1),
+    ("HISPANIC/LATINO - MEXICAN", 0.2), ("HISPANIC/LATINO - PUERTO RICAN", 1.5),
+    ("HISPANIC/LATINO - SALVADORAN", 0.3), ("MULTIPLE RACE/ETHNICITY", 0.2),
+    ("NATIVE HAWAIIAN OR OTHER PACIFIC ISLANDER", 0.1), ("OTHER", 3.0),
+    ("PATIENT DECLINED TO ANSWER", 0.5), ("PORTUGUESE", 0.4), ("SOUTH AMERICAN", 0.2),
+    ("UNABLE TO OBTAIN", 0.8), ("UNKNOWN", 4.0), ("WHITE", 60.0), ("WHITE - BRAZILIAN", 0.3),
+    ("WHITE - EASTERN EUROPEAN", 0.4), ("WHITE - OTHER EUROPEAN", 1.5), ("WHITE - RUSSIAN", 1.2),
+]
+RACE_NAMES = [r for r, _ in RACES]
+RACE_GROUPS = ("white", "black", "asian", "hispanic", "other")
+
+
+def race_group(race: str) -> str:
+    """The coarse group rendered as an image trait (the usual grouping of data-contract §4.4)."""
+    if race.startswith("WHITE") or race == "PORTUGUESE":
+        return "white"
+    if race.startswith("BLACK"):
+        return "black"
+    if race.startswith("ASIAN"):
+        return "asian"
+    if race.startswith("HISPANIC") or race == "SOUTH AMERICAN":
+        return "hispanic"
+    return "other"
+
+
+@dataclass(frozen=True)
+class FindingSpec:
+    name: str            # Diff-VQA official name
+    chexpert: str        # CheXpert column
+    sides: tuple         # possible sides (patient's side); () = no side
+    zones: tuple         # possible zones; () = none
+    levels: tuple        # ordered severity words (all in the released VQA vocabulary)
+    p_on: float          # per-study probability to appear when absent
+    p_off: float         # per-study probability to resolve when present
+    type_word: str | None = None
+
+
+FINDINGS = (
+    FindingSpec("pleural effusion", "Pleural Effusion", ("left", "right", "bilateral"), (), ("small", "moderate", "large"), 0.22, 0.25),
+    FindingSpec("cardiomegaly", "Cardiomegaly", (), (), ("mild", "moderate", "severe"), 0.10, 0.08),
+    FindingSpec("edema", "Edema", ("bilateral",), (), ("mild", "moderate", "severe"), 0.12, 0.35),
+    FindingSpec("pneumothorax", "Pneumothorax", ("left", "right"), ("apical",), ("small", "moderate", "large"), 0.06, 0.5),
+    FindingSpec("atelectasis", "Atelectasis", ("left", "right", "bilateral"), ("basal",), ("minimal", "mild", "moderate"), 0.15, 0.35, "linear"),
+    FindingSpec("consolidation", "Consolidation", ("left", "right"), ("upper", "middle", "lower"), ("mild", "moderate", "severe"), 0.07, 0.45),
+    FindingSpec("pneumonia", "Pneumonia", ("left", "right"), ("upper", "middle", "lower"), ("mild", "moderate", "severe"), 0.07, 0.5),
+    FindingSpec("lung opacity", "Lung Opacity", ("left", "right"), ("upper", "middle", "lower"), ("mild", "moderate", "severe"), 0.10, 0.4, "patchy"),
+)
+FINDING_BY_NAME = {f.name: f for f in FINDINGS}
+
+# Study types: (PerformedProcedureStepDescription, true views of its images, weight)
+STUDY_TYPES = (
+    ("CHEST (PA AND LAT)", ("PA", "LATERAL"), 0.80),
+    ("CHEST (PORTABLE AP)", ("AP",), 0.17),
+    ("CHEST (PRE-OP PA AND LAT)", ("PA", "LATERAL"), 0.03),
+)
+VIEW_CODE_MEANING = {"PA": "postero-anterior", "AP": "antero-posterior", "LATERAL": "lateral"}
+ANCHOR_YEAR_GROUPS = ("2008 - 2010", "2011 - 2013", "2014 - 2016", "2017 - 2019", "2020 - 2022")
+
+# Patient reference frames (pixels): every image is a similarity transform of one of them.
+REF_FRONTAL = (512, 448)   # (height, width) of the PA/AP reference frame
+REF_LATERAL = (512, 448)
+N_LUNG_TEMPLATES = 8
+
+
+def _assign_vqa_splits(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Patient-level Diff-VQA split, about 70/15/15, every split populated when n >= 3."""
+    n_val = max(1, int(round(0.15 * n))) if n >= 3 else 0
+    n_test = max(1, int(round(0.15 * n))) if n >= 3 else 0
+    splits = np.array(["val"] * n_val + ["test"] * n_test + ["train"] * (n - n_val - n_test), dtype=object)
+    rng.shuffle(splits)
+    return splits
+
+
+def build_truth(patients: int, seed: int) -> dict[str, pd.DataFrame]:
+    """Draw the whole truth. Returns DataFrames patients, studies, images, findings, defects."""
+    rng = np.random.default_rng([seed, 20240101])
+    n = int(patients)
+    sids = ids.subject_ids(rng, n)
+    order = np.argsort(sids, kind="stable")
+    sids = sids[order]
+    gender = rng.choice(np.array(["F", "M"], dtype=object), size=n)
+    anchor_age = np.clip(np.round(rng.normal(62, 17, size=n)), 18, 95).astype(np.int64)
+    anchor_age[anchor_age > 89] = 91
+    anchor_year = rng.integers(2110, 2190, size=n)
+    year_group = rng.choice(np.array(ANCHOR_YEAR_GROUPS, dtype=object), size=n)
+    w = np.array([wt for _, wt in RACES], dtype=float)
+    race = np.array(RACE_NAMES, dtype=object)[rng.choice(len(RACES), size=n, p=w / w.sum())]
+    lung_template = rng.integers(0, N_LUNG_TEMPLATES, size=n)
+    habitus = rng.uniform(0.92, 1.08, size=n)
+    vqa_split = _assign_vqa_splits(rng, n)
+    jpg_split = np.array([{"train": "train", "val": "validate", "test": "test"}[s] for s in vqa_split], dtype=object)
+    n_studies = rng.integers(2, 6, size=n)
+    dies = rng.random(n) < 0.1
+
+    pat = pd.DataFrame({
+        "subject_id": sids, "gender": gender, "anchor_age": anchor_age, "anchor_year": anchor_year,
+        "anchor_year_group": year_group, "race": race,
+        "race_group": [race_group(r) for r in race], "lung_template": lung_template,
+        "habitus": habitus, "vqa_split": vqa_split, "jpg_split": jpg_split,
+        "n_studies": n_studies, "folder": [f"p{str(s)[:2]}" for s in sids],
+    })
+
+    total = int(n_studies.sum())
+    study_id_pool = ids.study_ids(rng, total)
+    type_w = np.array([t[2] for t in STUDY_TYPES])
+    type_idx = rng.choice(len(STUDY_TYPES), size=total, p=type_w / type_w.sum())
+    gaps = rng.integers(1, 240, size=total)
+    times = rng.integers(0, 86400, size=total)
+    millis = rng.integers(0, 1000, size=total)
+
+    study_rows, finding_rows, dod = [], [], []
+    k = 0
+    for i in range(n):
+        day = int(rng.integers(0, 200))
+        base = pd.Timestamp(year=int(anchor_year[i]), month=1, day=1)
+        state: dict[str, tuple] = {}
+        for j in range(int(n_studies[i])):
+            day += int(gaps[k]) if j else 0
+            date = base + pd.Timedelta(days=day)
+            t = int(times[k])
+            study_time = float(f"{t // 3600:02d}{(t // 60) % 60:02d}{t % 60:02d}.{int(millis[k]):03d}")
+            st = STUDY_TYPES[type_idx[k]]
+            # findings evolve: appear, resolve, change level (sides/zones fixed once chosen)
+            for spec in FINDINGS:
+                cur = state.get(spec.name)
+                u = rng.random(3)
+                if cur is None:
+                    if u[0] < spec.p_on:
+                        side = spec.sides[int(u[1] * len(spec.sides))] if spec.sides else None
+                        zone = spec.zones[int(u[2] * len(spec.zones))] if spec.zones else None
+                        state[spec.name] = (side, zone, int(rng.integers(0, len(spec.levels))))
+                else:
+                    if u[0] < spec.p_off:
+                        del state[spec.name]
+                    elif u[1] < 0.3:
+                        lvl = int(np.clip(cur[2] + (1 if u[2] < 0.5 else -1), 0, len(spec.levels) - 1))
+                        state[spec.name] = (cur[0], cur[1], lvl)
+            sid = int(study_id_pool[k])
+            study_rows.append((int(sids[i]), sid, j + 1, int(date.strftime("%Y%m%d")), study_time, st[0],
+                               "|".join(st[1]), int(anchor_age[i]) + (date.year - int(anchor_year[i]))))
+            for spec in FINDINGS:
+                if spec.name in state:
+                    side, zone, lvl = state[spec.name]
+                    finding_rows.append((int(sids[i]), sid, spec.name, side, zone, spec.levels[lvl], lvl))
+            k += 1
+        last = base + pd.Timedelta(days=day)
+        dod.append((last + pd.Timedelta(days=30)).strftime("%Y-%m-%d") if dies[i] else None)
+    pat["dod"] = dod
+    studies = pd.DataFrame(study_rows, columns=["subject_id", "study_id", "study_order", "StudyDate", "StudyTime",
+                                                "study_type", "views", "age_at_study"])
+    studies = studies.merge(pat[["subject_id", "vqa_split", "jpg_split"]], on="subject_id", how="left")
+    findings = pd.DataFrame(finding_rows, columns=["subject_id", "study_id", "finding", "side", "zone", "level", "level_rank"])
+    images = _build_images(rng, studies)
+    images, defects = _plant_defects(rng, pat, studies, images)
+    return {"patients": pat, "studies": studies, "images": images, "findings": findings, "defects": defects}
+
+
+def _build_images(rng: np.random.Generator, studies: pd.DataFrame) -> pd.DataFrame:
+    views = studies["views"].str.split("|")
+    img = studies[["subject_id", "study_id"]].loc[views.index.repeat(views.str.len())].reset_index(drop=True)
+    img["true_view"] = [v for vs in views for v in vs]
+    m = len(img)
+    img.insert(0, "dicom_id", ids.dicom_ids(rng, m))
+    img["height"] = rng.integers(464, 513, size=m)
+    img["width"] = rng.integers(384, 449, size=m)
+    img["angle_deg"] = rng.uniform(-10, 10, size=m)
+    img["angle_rad"] = np.deg2rad(img["angle_deg"])
+    img["scale"] = rng.uniform(0.9, 1.1, size=m)
+    img["tx"] = rng.uniform(-0.06, 0.06, size=m) * img["width"]
+    img["ty"] = rng.uniform(-0.06, 0.06, size=m) * img["height"]
+    img["exposure"] = rng.uniform(0.85, 1.15, size=m)
+    img["gamma"] = rng.uniform(0.8, 1.25, size=m)
+    img["noise_sigma"] = rng.uniform(0.005, 0.03, size=m)
+    img["ref_height"] = REF_FRONTAL[0]
+    img["ref_width"] = REF_FRONTAL[1]
+    img["metadata_view"] = img["true_view"].astype(object)
+    img["view_label_error"] = None
+    img["mirrored"] = False
+    img["cropped"] = False
+    img["crop_box"] = None
+    img["truncated"] = False
+    img["render_subject_id"] = img["subject_id"]
+    img["render_study_id"] = img["study_id"]
+    img["path"] = [ids.image_rel_path(s, t, d) for s, t, d in zip(img["subject_id"], img["study_id"], img["dicom_id"])]
+    return img
+
+
+def _plant_defects(rng, pat, studies, images):
+    """Plant the defects of docs/synthetic.md and return (images, defects)."""
+    m = len(images)
+    defects = []
+    used: set[int] = set()
+    order = studies.set_index("study_id")["study_order"]
+    later = images["study_id"].map(order).to_numpy() > 1
+    frontal = images["true_view"].isin(["PA", "AP"]).to_numpy()
+    pa = (images["true_view"] == "PA").to_numpy()
+
+    def pick(mask, count):
+        cand = [i for i in np.flatnonzero(mask) if i not in used]
+        if not cand:
+            return []
+        chosen = sorted(rng.choice(cand, size=min(count, len(cand)), replace=False).tolist())
+        used.update(chosen)
+        return chosen
+
+    def add(i, kind, detail):
+        r = images.loc[i]
+        defects.append((kind, int(r.subject_id), int(r.study_id), r.dicom_id, detail))
+
+    scale_n = max(1, m // 400)
+    for i in pick(later & pa, scale_n):  # left-right mirrored
+        images.at[i, "mirrored"] = True
+        add(i, "mirrored", "image flipped left-right after the acquisition transform")
+    # a study holding another patient's frontal image
+    subjects = pat["subject_id"].to_numpy()
+    for i in pick(later & pa, scale_n):
+        own = images.at[i, "subject_id"]
+        others = subjects[subjects != own]
+        if len(others):
+            other = int(others[int(rng.integers(0, len(others)))])
+            other_study = int(studies.loc[studies.subject_id == other, "study_id"].iloc[0])
+            images.at[i, "render_subject_id"] = other
+            images.at[i, "render_study_id"] = other_study
+            add(i, "foreign_image", f"anatomy and findings of subject {other} study {other_study}")
+    for i in pick(later & pa, scale_n):  # grossly cropped: cannot be aligned
+        h, w = int(images.at[i, "height"]), int(images.at[i, "width"])
+        x0, y0 = int(0.05 * w), int(0.02 * h)
+        box = (x0, y0, x0 + int(0.42 * w), y0 + int(0.38 * h))
+        images.at[i, "cropped"] = True
+        images.at[i, "crop_box"] = ",".join(map(str, box))
+        # the image is the crop: keep the transform exact for the cropped pixel grid
+        cw, ch = box[2] - box[0], box[3] - box[1]
+        images.at[i, "tx"] = images.at[i, "tx"] + (w - 1) / 2 - box[0] - (cw - 1) / 2
+        images.at[i, "ty"] = images.at[i, "ty"] + (h - 1) / 2 - box[1] - (ch - 1) / 2
+        images.at[i, "width"], images.at[i, "height"] = cw, ch
+        add(i, "unalignable", f"grossly cropped to x0,y0,x1,y1={images.at[i, 'crop_box']} of the rendered image")
+    n_err = max(1, int(round(0.02 * m)))
+    for i in pick(frontal, n_err):  # wrong ViewPosition
+        wrong = "AP" if images.at[i, "true_view"] == "PA" else "PA"
+        images.at[i, "metadata_view"] = wrong
+        images.at[i, "view_label_error"] = "wrong"
+        add(i, "wrong_view_label", f"ViewPosition {wrong} but the image is {images.at[i, 'true_view']}")
+    for i in pick(~frontal, max(1, n_err // 2)):
+        images.at[i, "metadata_view"] = "PA"
+        images.at[i, "view_label_error"] = "wrong"
+        add(i, "wrong_view_label", "ViewPosition PA but the image is LATERAL")
+    for i in pick(np.ones(m, bool), max(1, int(round(0.015 * m)))):
+        images.at[i, "metadata_view"] = None
+        images.at[i, "view_label_error"] = "missing"
+        add(i, "missing_view_label", f"ViewPosition missing; the image is {images.at[i, 'true_view']}")
+    for i in pick(np.ones(m, bool), max(1, int(round(0.01 * m)))):
+        images.at[i, "truncated"] = True
+        add(i, "truncated_jpg", "JPEG file cut to half its bytes")
+    defects = pd.DataFrame(defects, columns=["defect", "subject_id", "study_id", "dicom_id", "detail"])
+    defects = defects.sort_values(["defect", "dicom_id"], kind="stable").reset_index(drop=True)
+    return images, defects
+
+
+def transform_matrix(angle_rad: float, scale: float, tx: float, ty: float, ref_hw, img_hw) -> np.ndarray:
+    """2x3 matrix A mapping reference-frame pixel (x, y, 1) to image pixel (x', y').
+
+    p_img = scale * R(angle) @ (p_ref - c_ref) + c_img + (tx, ty), R = [[cos, -sin], [sin, cos]],
+    x to the right, y down (so a positive angle turns the anatomy clockwise on screen);
+    c_ref, c_img = ((W-1)/2, (H-1)/2) of the reference frame and of the image.
+    """
+    c, s = math.cos(angle_rad), math.sin(angle_rad)
+    cxr, cyr = (ref_hw[1] - 1) / 2, (ref_hw[0] - 1) / 2
+    cxi, cyi = (img_hw[1] - 1) / 2, (img_hw[0] - 1) / 2
+    R = scale * np.array([[c, -s], [s, c]])
+    t = np.array([cxi + tx, cyi + ty]) - R @ np.array([cxr, cyr])
+    return np.hstack([R, t[:, None]])

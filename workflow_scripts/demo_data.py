@@ -1,0 +1,15 @@
+"""Rule demo_data: write the synthetic dataset and its raw manifest."""
+
+import logging
+
+from instructx2x.synthetic.generate import generate_dataset
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+manifest = generate_dataset(
+    snakemake.params.out_dir,
+    patients=snakemake.params.patients,
+    seed=snakemake.params.seed,
+    tables_only=False,
+    manifest_path=snakemake.output.manifest,
+)
+logging.info("wrote %d raw files", len(manifest))

@@ -422,3 +422,21 @@ def test_snakemake_physionet_source_feeds_ingest_on_the_demo(tmp_path, demo_serv
         if path.is_file():
             assert PASSWORD.encode() not in path.read_bytes(), path
     assert PASSWORD not in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_snakemake_local_source_writes_the_manifest_ingest_needs(tmp_path, demo_served):
+    work = tmp_path / "work"
+    work.mkdir()
+    config = make_config(tmp_path, "https://physionet.org/files/")
+    config.update(source="local", results_dir="results")
+    config["local"]["raw_dir"] = str(demo_served.parent)
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PHYSIONET_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    proc = _run_snakemake(work, ["results/tables/images.parquet"], env)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    manifest = pd.read_parquet(work / "results/raw/local_manifest.parquet")
+    tables = manifest[manifest["path"].str.endswith((".csv", ".csv.gz", ".json"))]
+    assert tables["sha256"].notna().all() and len(tables) >= 10
+    assert manifest["path"].str.endswith(".jpg").sum() == len(pd.read_parquet(work / "results/tables/images.parquet"))

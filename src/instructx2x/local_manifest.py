@@ -2,7 +2,8 @@
 
 Tables (the files ingest reads, plus the small extras of stage 1) are hashed and, where the
 project's ``SHA256SUMS.txt`` lists them, checked against it: a mismatch or a missing table stops
-the run naming the file.  Every other file (images, reports, ...) is listed with its size only:
+the run naming the file.  Other files outside the ``files/`` trees are hashed (not checked); the
+files under ``files/`` (images, reports, DICOMs) are listed with their size only:
 hashing 377,110 JPGs (~570 GB) would take hours, and the later stages open each image they use
 anyway.  ``physionet.verify_local_images: true`` hashes them too and sets mismatches aside in the
 ledger.  ``index.html``, ``robots.txt``, ``*.part`` and ``*.gstmp`` files are skipped.
@@ -66,8 +67,8 @@ def build_local_manifest(config: dict, manifest_out: str | Path, ledger_path: st
                     continue
                 n_files += 1
                 digest = None
-                if rel == SUMS or (verify_images and rel in sums):
-                    digest = sha256_file(path)
+                if not rel.startswith("files/") or (verify_images and rel in sums):
+                    digest = sha256_file(path)  # everything outside the image/report trees is small
                 if verify_images and rel in sums:
                     n_checked += 1
                     if digest != sums[rel]:

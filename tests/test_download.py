@@ -195,6 +195,24 @@ def test_interrupted_transfer_resumes_without_restarting(tmp_path, mirror, serve
     assert (tmp_path / "raw/physionet.org/files/mimic-cxr-jpg/2.1.0" / rel).read_bytes() == (served / url_path).read_bytes()
 
 
+def test_partial_file_left_by_a_killed_run_is_resumed(tmp_path, mirror, served):
+    """A ``.part`` from an earlier (killed) run: the next run asks only for the missing bytes."""
+    config = make_config(tmp_path, mirror.base_url)
+    raw = tmp_path / "raw"
+    fetch_tables(config, raw, tmp_path / "t.parquet", credentials=CREDS)
+    rel = NEEDED_IMAGES[3]
+    url_path = f"files/mimic-cxr-jpg/2.1.0/{rel}"
+    data = (served / url_path).read_bytes()
+    part = raw / "physionet.org/files/mimic-cxr-jpg/2.1.0" / (rel + ".part")
+    part.parent.mkdir(parents=True, exist_ok=True)
+    part.write_bytes(data[:1000])
+    fetch_images(config, raw, tmp_path / "t.parquet", tmp_path / "m.parquet", tmp_path / "s.json",
+                 tmp_path / "l.tsv", tmp_path / "c.tsv", credentials=CREDS)
+    assert mirror.statuses[url_path] == [206]
+    assert mirror.bytes_sent[url_path] == len(data) - 1000
+    assert (raw / "physionet.org/files/mimic-cxr-jpg/2.1.0" / rel).read_bytes() == data and not part.exists()
+
+
 def test_transient_503_is_retried(tmp_path, mirror):
     config = make_config(tmp_path, mirror.base_url)
     url_path = "files/mimiciv/3.1/hosp/patients.csv.gz"

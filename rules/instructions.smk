@@ -18,7 +18,7 @@ rule instructions_operations:
         counts=results("ledger/instructions.counts.tsv"),
     params:
         code=code_version("instructions"),
-        settings={k: INSTR[k] for k in ("use_questions", "use_reports")},
+        settings={k: INSTR[k] for k in ("use_keyinfo", "use_questions", "use_reports")},
     log:
         f"{LOGS}/instructions_operations.log",
     benchmark:

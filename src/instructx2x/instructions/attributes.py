@@ -26,7 +26,7 @@ from dataclasses import replace
 import pandas as pd
 
 from .operation import Operation
-from .vocabulary import DISEASE_SYNONYMS, LEVELS, is_level, normalise_level, normalise_location
+from .vocabulary import DISEASE_SYNONYMS, EXTRA_LEVEL_WORDS, LEVELS, is_level, normalise_level, normalise_location
 
 SOURCES = ("keyinfo", "question", "report")
 _NULLS = {None, "", "None", "nan", "null"}
@@ -119,7 +119,7 @@ class ReportExtractor:
         for official, syns in DISEASE_SYNONYMS.items():
             for s in set(syns) | {official}:
                 patterns.append({"label": "FINDING", "pattern": s, "id": official})
-        for lev in LEVELS:
+        for lev in LEVELS + EXTRA_LEVEL_WORDS:
             patterns.append({"label": "LEVEL", "pattern": lev})
         for loc in ("mid to lower", "left", "right", "retrocardiac", "bibasilar", "bilateral", "basilar",
                     "apicolateral", "basal", "left-sided", "right-sided", "base", "bases", "apical", "upper",
@@ -178,12 +178,16 @@ def attach_attributes(ops, current_study: int, past_study: int, keyinfo: dict, q
                 loc, src["location"] = l2, name
             if need_sev and sev is None and s2:
                 sev, src["severity"] = s2, name
-        if report is not None and (loc is None or (need_sev and sev is None)):
+        # a bare side (e.g. from `... left side or right side?`) may be refined by the report
+        side_only = loc in ("left", "right") and src.get("location") == "question"
+        if report is not None and (loc is None or side_only or (need_sev and sev is None)):
             l2, s2 = report.get(study, op.finding)
             if l2 is None and s2 is None and op.finding in _ALIASES:
                 l2, s2 = report.get(study, _ALIASES[op.finding])
             if loc is None and l2:
                 loc, src["location"] = l2, "report"
+            elif side_only and l2 and l2 != loc and l2.split()[0] == loc:
+                loc, src["location"] = l2, "question+report"
             if need_sev and sev is None and s2:
                 sev, src["severity"] = s2, "report"
         src["study"] = "past" if study == past_study and op.op == "remove" else "current"

@@ -58,7 +58,7 @@ def build_operations(vqa_path, diseases_path, reports_path, out_path, ledger_pat
     pair_id = pair_id[~dup]
     ledger.count("difference_rows", n_diff, len(diff), "one difference row per (study_id, ref_id)")
 
-    keyinfo = keyinfo_lookup(diseases)
+    keyinfo = keyinfo_lookup(diseases) if settings.get("use_keyinfo", True) else {}
     questions = question_lookup(vqa) if settings.get("use_questions", True) else {}
     rows, pending = [], []
     for pid, subj, cur, past, split, ans in zip(pair_id.to_numpy(), diff["subject_id"].to_numpy(),

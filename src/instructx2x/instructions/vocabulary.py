@@ -135,7 +135,10 @@ def canonical_finding(text: str) -> str | None:
     return _SYNONYM_TO_OFFICIAL.get(t)
 
 
-_LEVEL_SET = frozenset(LEVELS)
+# `large` is not a level_lib entry but is a token of the released vocabulary (from `moderate to large`);
+# the synthetic demo uses it alone, and a person types it: accepted as a level word.
+EXTRA_LEVEL_WORDS: tuple[str, ...] = ("large",)
+_LEVEL_SET = frozenset(LEVELS) | frozenset(EXTRA_LEVEL_WORDS)
 _LEVEL_MAXLEN = max(len(x.split()) for x in LEVELS)
 
 

@@ -15,6 +15,7 @@ import hashlib
 import html
 import os
 import threading
+import time
 from collections import Counter, defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -55,6 +56,7 @@ class PhysioNetMirror:
         self.cut_after: dict[str, int] = {}  # path -> bytes after which the next transfer is cut (once)
         self.corrupt: dict[str, int] = {}  # path -> number of transfers to serve with a flipped byte
         self.fail_503: dict[str, int] = {}  # path -> number of 503 answers before serving
+        self.latency_s = 0.0  # added before each answer (a stand-in for the round trip to PhysioNet)
         self.lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -89,6 +91,8 @@ class PhysioNetMirror:
 
             def do_GET(self):  # noqa: N802
                 rel = unquote(urlparse(self.path).path).lstrip("/")
+                if mirror.latency_s:
+                    time.sleep(mirror.latency_s)
                 with mirror.lock:
                     mirror.requests[rel] += 1
                 if self.headers.get("Authorization") != f"Basic {mirror._token}":

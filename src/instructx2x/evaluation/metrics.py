@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import linalg, stats
 from sklearn.metrics import roc_auc_score
@@ -99,10 +101,12 @@ def frechet_distance(feat_a: np.ndarray, feat_b: np.ndarray) -> float:
     mu_a, mu_b = a.mean(0), b.mean(0)
     s_a = np.atleast_2d(np.cov(a, rowvar=False))
     s_b = np.atleast_2d(np.cov(b, rowvar=False))
-    covmean = linalg.sqrtm(s_a @ s_b)
-    if not np.all(np.isfinite(covmean)):  # singular product: regularise as pytorch-fid does
-        off = np.eye(len(s_a)) * 1e-6
-        covmean = linalg.sqrtm((s_a + off) @ (s_b + off))
+    with warnings.catch_warnings():  # fewer samples than dimensions: singular, as with pytorch-fid
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(s_a @ s_b)
+        if not np.all(np.isfinite(covmean)):  # regularise as pytorch-fid does
+            off = np.eye(len(s_a)) * 1e-6
+            covmean = linalg.sqrtm((s_a + off) @ (s_b + off))
     covmean = np.real(covmean)
     diff = mu_a - mu_b
     return float(max(diff @ diff + np.trace(s_a) + np.trace(s_b) - 2 * np.trace(covmean), 0.0))
@@ -156,7 +160,7 @@ def bootstrap_intervals(targets: dict, preds: dict, real_preds: dict, findings, 
     for k, v in samples.items():
         v = np.asarray(v, dtype="float64")
         v = v[np.isfinite(v)]
-        out[k] = [float(np.percentile(v, lo)), float(np.percentile(v, hi))] if len(v) >= max(10, n_boot // 4) else None
+        out[k] = [float(np.percentile(v, lo)), float(np.percentile(v, hi))] if len(v) >= max(2, n_boot // 2) else None
     return out
 
 

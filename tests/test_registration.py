@@ -10,10 +10,12 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 import SimpleITK as sitk
 from PIL import Image
 
 from instructx2x import cli, registration
+from instructx2x.config import REPO_ROOT
 from instructx2x.ledger import read_ledger
 from instructx2x.registration import (
     GateSettings,
@@ -26,7 +28,9 @@ from instructx2x.registration import (
 from instructx2x.registration_stage import apply_gate, gather, montage, register_shard
 
 N = 128
-SETTINGS = RegistrationSettings(resolution=N, seed=1234)
+CONFIG = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())  # the demo's registration settings
+SETTINGS = RegistrationSettings.from_config(CONFIG["registration"], seed=CONFIG["seed"])
+assert SETTINGS.resolution == N  # the demo's working resolution
 
 
 def chest(patient: int, n: int = N, noise_seed: int = 0) -> np.ndarray:

@@ -353,13 +353,14 @@ def needed_files(roots: dict[str, Path], ledger: Ledger) -> tuple[list[str], lis
     diff = vqa[vqa["question_type"] == "difference"].drop_duplicates(["study_id", "ref_id"])
     keep = diff["study_id"].isin(pa_studies) & diff["ref_id"].isin(pa_studies)
     ledger.count("difference_pairs_with_pa", len(diff), int(keep.sum()), "both studies have a metadata-PA image")
-    for row in diff[~keep].itertuples(index=False):
-        side = "current" if row.study_id not in pa_studies else "past"
-        ledger.set_aside("pair", f"{row.study_id}_{row.ref_id}", "no_pa_image", f"{side} study has no metadata-PA image")
+    dropped = diff[~keep]
+    sides = dropped["study_id"].isin(pa_studies).map({True: "past", False: "current"})
+    for pair, side in zip(dropped["study_id"] + "_" + dropped["ref_id"], sides):
+        ledger.set_aside("pair", pair, "no_pa_image", f"{side} study has no metadata-PA image")
     kept = diff[keep]
-    studies = pd.concat([kept[["subject_id", "study_id"]], kept[["subject_id", "ref_id"]].rename(columns={"ref_id": "study_id"})])
-    studies = studies.drop_duplicates()
-    wanted = set(studies["study_id"])
+    wanted = set(kept["study_id"]) | set(kept["ref_id"])
+    # subject of each study from the image metadata (the authority for paths)
+    studies = pa.loc[pa["study_id"].isin(wanted), ["subject_id", "study_id"]].drop_duplicates()
     imgs = pa[pa["study_id"].isin(wanted)]
     images = {image_rel(s, st, d) for s, st, d in zip(imgs["subject_id"], imgs["study_id"], imgs["dicom_id"])}
     n_pair_images = len(images)
@@ -387,7 +388,7 @@ def _read_columns(path: Path, columns: list[str]) -> pd.DataFrame:
     if not path.is_file():
         raise DownloadError(f"{path}: missing (stage 1 should have fetched it)")
     try:
-        return pd.read_csv(path, usecols=columns, dtype=str, keep_default_na=False)
+        return pd.read_csv(path, usecols=columns, dtype=str, keep_default_na=False, engine="pyarrow")
     except ValueError as exc:
         raise DownloadError(f"{path}: expected columns {columns}: {exc}") from None
 

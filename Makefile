@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 2
 
-.PHONY: demo test test-slow test-slurm lint clean-results venv
+.PHONY: demo test test-slow test-slurm lint clean-results venv browser
 
 venv: $(STAMP)
 
@@ -24,7 +24,14 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(BIN)/snakemake --profile profiles/local --cores $(CORES)
 
-test: $(STAMP)
+# headless Chromium for the report's browser test (tests/test_report.py); installed once, quietly
+browser:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+	  { $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+	  || { echo "error: chromium missing and apt-get unavailable; install chromium for the report test"; exit 1; }; }
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 test-slow: $(STAMP)

@@ -20,6 +20,8 @@ include: "rules/instructions.smk"
 include: "rules/masks.smk"
 include: "rules/inference.smk"
 include: "rules/provenance.smk"
+include: "rules/evaluation.smk"
+include: "rules/report.smk"
 
 
 rule all:

@@ -83,10 +83,14 @@ def row_images(records: pd.DataFrame, ledger: Ledger) -> pd.DataFrame:
 def evaluate(records_path, studies_path, patients_path, admissions_path, *, out_metrics, out_predictions, ledger_path,
              counts_path, backend: str = "trained", weights_dir=None, model_path=None, evaluator_info_path=None,
              uncertain: str = "zero", missing: str = "zero", race_rule: str = "consistent", n_boot: int = 200,
-             seed: int = 0, batch_size: int = 16) -> dict:
+             seed: int = 0, batch_size: int = 16, splits=None) -> dict:
     ledger = Ledger("evaluation")
     records = pd.read_parquet(records_path)
     _check_records(records, records_path)
+    if splits is not None and "split" in records.columns:
+        n = records["pair_id"].nunique()
+        records = records[records["split"].isin(list(splits))]
+        ledger.count("pairs of the evaluated splits", n, records["pair_id"].nunique(), ",".join(splits))
     images = row_images(records, ledger)
     tables = [pd.read_parquet(p) for p in (studies_path, patients_path, admissions_path)]
     targets_df = pair_targets(images[["pair_id", "subject_id"]], *tables, uncertain=uncertain, missing=missing,
@@ -133,6 +137,7 @@ def evaluate(records_path, studies_path, patients_path, admissions_path, *, out_
         "evaluator": info,
         "findings": list(FINDINGS),
         "races": list(RACES),
+        "splits": list(splits) if splits is not None else None,
         "label_rules": {"uncertain": uncertain, "missing": missing, "race_rule": race_rule},
         "definitions": {
             "patho_auroc": "mean over the 5 findings of the AUROC of the predicted probability vs the current study's CheXpert label",

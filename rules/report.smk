@@ -1,0 +1,42 @@
+# The HTML report (self-contained; index.html is the same file): funnel, Table 1, montage, masks,
+# loss curve, Table 2, evaluator accuracies, gallery, provenance audit. Inputs produced by other
+# stages are requested only when some rule of this workflow produces them (explicit when present).
+REPORT_HTML = results("report/report.html")
+REPORT_OPTIONAL = {
+    "table1": results("instructions/table1.csv"),
+    "loss": results("model/metrics.csv"),
+    "montage": results("registration/montage.png"),
+    "masks_png": results("masks/pseudo_masks.png"),
+    "audit": results("provenance/audit.json"),
+}
+
+
+def _produced(path):
+    return any(path in [str(f) for f in r.output] for r in workflow.rules)
+
+
+def _report_inputs(wildcards):
+    inputs = {"metrics": EVAL_METRICS, "records": INFER_RECORDS}
+    inputs.update({k: p for k, p in REPORT_OPTIONAL.items() if _produced(p)})
+    inputs["counts"] = [p.replace(".tsv", ".counts.tsv") for p in LEDGERS if _produced(p.replace(".tsv", ".counts.tsv"))]
+    return inputs
+
+
+rule report:
+    input:
+        unpack(_report_inputs),
+    output:
+        html=report(REPORT_HTML, caption="../docs/evaluation_report.rst", category="Report"),
+        index=results("report/index.html"),
+    params:
+        code=code_version("evaluation"),
+        gallery_pairs=config["report"]["gallery_pairs"],
+    conda:
+        "../envs/model.yaml"
+    log:
+        f"{LOGS}/report.log",
+    script:
+        "../workflow_scripts/report_build.py"
+
+
+ALL_TARGETS.append(REPORT_HTML)

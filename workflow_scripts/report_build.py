@@ -1,0 +1,16 @@
+"""Rule `report`: the self-contained HTML report."""
+import logging
+import sys
+
+from instructx2x.evaluation.report import build_report
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
+sys.stderr = open(snakemake.log[0], "a")  # noqa: F821
+
+inp = snakemake.input  # noqa: F821
+build_report(
+    snakemake.output.html, index_html=snakemake.output.index,  # noqa: F821
+    metrics_path=inp.metrics, records_path=inp.records, table1_csv=inp.get("table1"), loss_csv=inp.get("loss"),
+    montage_png=inp.get("montage"), masks_png=inp.get("masks_png"), audit_path=inp.get("audit"),
+    ledger_counts=list(inp.get("counts", [])), n_gallery=snakemake.params.gallery_pairs,  # noqa: F821
+)

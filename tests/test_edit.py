@@ -64,3 +64,21 @@ def test_edit_png_out_wo_rse_and_missing_masks_error(files, capsys):
                                  "add edema", "--out", str(root / "x.png"), "--masks", str(root / "none.npz")])
     with pytest.raises(FileNotFoundError, match="pseudo masks"):
         args.func(args)
+
+
+def test_edit_parses_instruction_and_restricts_to_named_side(files, capsys):
+    from instructx2x.masks import CATEGORIES
+
+    root, model, img = files
+    masks = {c: np.zeros((SIZE, SIZE), np.uint8) for c in CATEGORIES}
+    masks["Pleural Effusion"][16:30, 2:30] = 1  # symmetric
+    np.savez(root / "pm.npz", resolution=np.int64(SIZE), **masks)
+    args = _parser().parse_args(["edit", "--model", str(model), "--image", str(root / "in.png"), "--instruction",
+                                 "Add a moderate left pleural effusion", "--out", str(root / "p.png"), "--masks",
+                                 str(root / "pm.npz"), "--tau", "0", "--steps", "2"])
+    assert args.func(args) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["mask_source"] == "pseudo" and record["categories"] == ["Pleural Effusion"]
+    edited = np.asarray(Image.open(root / "p.png"))
+    assert np.array_equal(edited[:, : SIZE // 2], img[:, : SIZE // 2])
+    assert not np.array_equal(edited[16:30, SIZE // 2 : 30], img[16:30, SIZE // 2 : 30])

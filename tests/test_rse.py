@@ -107,6 +107,9 @@ def test_unknown_finding_uses_full_image_and_says_so(pipe, image):
     assert out.mask_source == "full_image" and out.fallback
     assert "unknown finding" in out.mask_detail and "hiatal hernia" in out.mask_detail
     assert out.mask.all()
+    # free text the grammar cannot read: also the full image, reported
+    out = pipe(image, "qwerty zxcv", steps=1, tau=0.0)
+    assert out.mask_source == "full_image" and out.fallback and "not parsed" in out.mask_detail
 
 
 def test_wo_rse_edits_globally_with_same_sampler(pipe, image):

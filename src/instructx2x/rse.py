@@ -262,9 +262,16 @@ class RegionSpecificEditPipeline:
 
         # 0. Region: user mask, else the pseudo masks of the parsed instruction, else full image.
         if rse:
+            unparsed = None
             if user_mask is None and self.pseudo_masks is not None and operations is None:
-                operations = parse_operations(instruction)
-            region = choose_region(operations or [], (H, W), self.pseudo_masks, user_mask, self.region_settings)
+                try:
+                    operations = parse_operations(instruction)
+                except ValueError as err:  # the grammar cannot read it: global edit, reported
+                    unparsed = f"fallback to full image: instruction not parsed ({err})"
+            if unparsed:
+                region = RegionChoice(np.ones((H, W), bool), "full_image", unparsed, fallback=True)
+            else:
+                region = choose_region(operations or [], (H, W), self.pseudo_masks, user_mask, self.region_settings)
         else:
             region = RegionChoice(np.ones((H, W), bool), "none", "wo-RSE: global edit, no region")
 

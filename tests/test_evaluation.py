@@ -207,3 +207,16 @@ def test_xrv_backend_with_standin_weights(dataset, tmp_path, monkeypatch):
     assert out["patho"].shape == (3, 5) and out["race"].shape == (3, 3) and out["age"].shape == (3,)
     assert out["features"].shape == (3, 1024)
     assert np.allclose(out["race"].sum(1), 1.0, atol=1e-5)
+
+
+def test_cli_evaluate_trained(dataset, tmp_path, capsys):
+    from instructx2x.cli import main
+
+    model, info = tmp_path / "ev.pt", tmp_path / "ev.json"
+    train_evaluator(dataset["instructions"], dataset["studies"], dataset["patients"], dataset["admissions"], model, info, epochs=1)
+    tables = dataset["studies"].parent
+    assert main(["evaluate", "--records", str(dataset["records"]), "--tables", str(tables), "--out", str(tmp_path / "o"),
+                 "--backend", "trained", "--model", str(model), "--splits", "test", "--bootstrap", "5"]) == 0
+    m = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert m["n_pairs"] == 6 and m["splits"] == ["test"]
+    assert "rse" in capsys.readouterr().out

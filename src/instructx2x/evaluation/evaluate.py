@@ -155,3 +155,33 @@ def evaluate(records_path, studies_path, patients_path, admissions_path, *, out_
     ledger.write(ledger_path, counts_path)
     log.info("evaluation: %d pairs; rows %s", len(images), {k: (v or {}).get("cmig") for k, v in rows.items()})
     return result
+
+
+def add_parser(subparsers) -> None:
+    """``instructx2x evaluate``: Table 2 metrics for inference records, outside Snakemake."""
+    p = subparsers.add_parser("evaluate", help="score edited images (Table 2: AUROC, race, age, CMIG, KL, FID)")
+    p.add_argument("--records", required=True, help="inference/records.parquet")
+    p.add_argument("--tables", required=True, help="directory with studies/patients/admissions.parquet (ingest)")
+    p.add_argument("--out", required=True, help="output directory (metrics.json, predictions.parquet, ledger)")
+    p.add_argument("--backend", choices=["xrv", "trained"], default="xrv")
+    p.add_argument("--weights-dir", default=None, help="xrv: directory of the torchxrayvision weight files")
+    p.add_argument("--model", default=None, help="trained: the evaluator model (rule evaluation_train)")
+    p.add_argument("--splits", nargs="*", default=["test"])
+    p.add_argument("--uncertain", choices=["zero", "one", "exclude"], default="zero")
+    p.add_argument("--bootstrap", type=int, default=200)
+    p.add_argument("--seed", type=int, default=1234)
+    p.set_defaults(func=_cli)
+
+
+def _cli(args) -> int:
+    from pathlib import Path
+
+    t, out = Path(args.tables), Path(args.out)
+    m = evaluate(args.records, t / "studies.parquet", t / "patients.parquet", t / "admissions.parquet",
+                 out_metrics=out / "metrics.json", out_predictions=out / "predictions.parquet",
+                 ledger_path=out / "evaluation.tsv", counts_path=out / "evaluation.counts.tsv", backend=args.backend,
+                 weights_dir=args.weights_dir, model_path=args.model, uncertain=args.uncertain, n_boot=args.bootstrap,
+                 seed=args.seed, splits=args.splits)
+    for row, v in m["rows"].items():
+        print(row, "" if v is None else {k: v[k] for k in ("patho_auroc", "race_auroc", "age_pearson", "cmig", "kl", "fid")})
+    return 0

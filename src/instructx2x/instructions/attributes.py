@@ -11,8 +11,8 @@ Sources, tried in order per attribute (the first that has a value wins, its name
    (``where is the <d>?`` -> ``left apical area``; ``is the <d> located on the left side or right side?``;
    ``what level is the <d>?``);
 3. ``report``: rule-based extraction from the report text with a ``spacy.blank("en")`` pipeline
-   (sentencizer + ``EntityRuler`` with FINDING/LOCATION/LEVEL patterns built from the vocabularies;
-   no model download): the location and level words in the first non-negated sentence that names
+   (regex sentence split, then an ``EntityRuler`` with FINDING/LOCATION/LEVEL patterns built from the
+   vocabularies; no model download): the location and level words in the first non-negated sentence that names
    the finding.
 
 Locations are normalised with ``vocabulary.normalise_location``; levels are level words joined by a space.
@@ -21,8 +21,6 @@ Locations are normalised with ``vocabulary.normalise_location``; levels are leve
 from __future__ import annotations
 
 import re
-from dataclasses import replace
-
 import pandas as pd
 
 from .operation import Operation
@@ -48,17 +46,19 @@ def _as_list(v):
 def keyinfo_lookup(diseases: pd.DataFrame) -> dict:
     """{(study_id, finding): (location, severity)} from the key-information table."""
     out = {}
-    cols = diseases.columns
-    for row in diseases.itertuples(index=False):
-        loc_words = _as_list(getattr(row, "location")) if "location" in cols else None
-        loc = normalise_location(loc_words) if loc_words else None
-        if loc is None and "post_location" in cols:
-            pl = getattr(row, "post_location")
-            if isinstance(pl, str) and pl not in _NULLS:
-                loc = normalise_location(pl)
-        lev_words = _as_list(getattr(row, "level")) if "level" in cols else None
-        sev = normalise_level(lev_words) if lev_words else None
-        out.setdefault((int(row.study_id), str(row.entity)), (loc, sev))
+    n = len(diseases)
+    locs = diseases["location"].to_numpy() if "location" in diseases.columns else [None] * n
+    levs = diseases["level"].to_numpy() if "level" in diseases.columns else [None] * n
+    posts = diseases["post_location"].to_numpy() if "post_location" in diseases.columns else [None] * n
+    for study, entity, lw, lv, pl in zip(diseases["study_id"].to_numpy(), diseases["entity"].to_numpy(),
+                                         locs, levs, posts):
+        lw = _as_list(lw)
+        loc = normalise_location(" ".join(lw)) if lw else None
+        if loc is None and isinstance(pl, str) and pl not in _NULLS:
+            loc = normalise_location(pl)
+        lv = _as_list(lv)
+        sev = normalise_level(" ".join(lv)) if lv else None
+        out.setdefault((int(study), str(entity)), (loc, sev))
     return out
 
 
@@ -106,14 +106,21 @@ def question_lookup(vqa: pd.DataFrame) -> dict:
 _NEGATION = re.compile(r"\b(no|without|clear of|r/o|rule out|less likely|no longer|resolved|disappeared)\b")
 
 
+_SENT_SPLIT = re.compile(r"(?<=[.!?])\s+")
+
+
 class ReportExtractor:
-    """spaCy rule-based extractor: (location, severity) of a finding in a report text."""
+    """spaCy rule-based extractor: (location, severity) of a finding in a report text.
+
+    Reports are cut into sentences with a regex; only non-negated sentences that contain a synonym of
+    a finding asked for reach spaCy (an ``EntityRuler`` over ``spacy.blank("en")``), each distinct
+    sentence once: the pipeline is the expensive part, most report text names no finding asked for.
+    """
 
     def __init__(self):
         import spacy
 
         nlp = spacy.blank("en")
-        nlp.add_pipe("sentencizer")
         ruler = nlp.add_pipe("entity_ruler", config={"phrase_matcher_attr": "LOWER"})
         patterns = []
         for official, syns in DISEASE_SYNONYMS.items():
@@ -127,25 +134,44 @@ class ReportExtractor:
             patterns.append({"label": "LOCATION", "pattern": loc})
         ruler.add_patterns(patterns)
         self.nlp = nlp
+        self._synonym_re = {
+            official: re.compile(r"\b(?:" + "|".join(re.escape(x) for x in sorted(set(syns) | {official},
+                                                                               key=len, reverse=True)) + r")")
+            for official, syns in DISEASE_SYNONYMS.items()}
         self._cache: dict = {}
 
-    def extract_all(self, study_text: dict) -> None:
-        """Parse the given {study_id: text} (once each) and cache per study {finding: (loc, sev)}."""
-        todo = [(s, t) for s, t in study_text.items() if s not in self._cache]
-        texts = [t if isinstance(t, str) else "" for _, t in todo]
-        for (study, _), doc in zip(todo, self.nlp.pipe(texts, batch_size=256)):
-            found: dict = {}
-            for sent in doc.sents:
-                low = sent.text.lower()
+    def extract_all(self, study_text: dict, wanted: dict | None = None) -> None:
+        """Parse {study_id: text}; ``wanted`` {study_id: findings} limits the work to those findings."""
+        per_study: dict = {}
+        sentences: dict[str, None] = {}
+        for study, text in study_text.items():
+            if study in self._cache or not isinstance(text, str):
+                continue
+            names = (wanted or {}).get(study) or list(DISEASE_SYNONYMS)
+            names = set(names) | {_ALIASES[n] for n in names if n in _ALIASES}
+            keep = []
+            for sent in _SENT_SPLIT.split(" ".join(text.split())):
+                low = sent.lower()
                 if _NEGATION.search(low):
                     continue
-                ents = sent.ents
-                locs = [e.text.lower() for e in ents if e.label_ == "LOCATION"]
-                levs = [e.text.lower() for e in ents if e.label_ == "LEVEL"]
-                for e in ents:
-                    if e.label_ == "FINDING" and e.ent_id_ not in found:
-                        found[e.ent_id_] = (normalise_location(" ".join(locs)) if locs else None,
-                                            normalise_level(" ".join(levs)) if levs else None)
+                if any(self._synonym_re[n].search(low) for n in names if n in self._synonym_re):
+                    keep.append(low)
+                    sentences.setdefault(low, None)
+            per_study[study] = keep
+        parsed = {}
+        for sent, doc in zip(sentences, self.nlp.pipe(list(sentences), batch_size=512)):
+            ents = doc.ents
+            locs = [e.text for e in ents if e.label_ == "LOCATION"]
+            levs = [e.text for e in ents if e.label_ == "LEVEL"]
+            attrs = (normalise_location(" ".join(locs)) if locs else None,
+                     normalise_level(" ".join(levs)) if levs else None)
+            parsed[sent] = ([e.ent_id_ for e in ents if e.label_ == "FINDING"], attrs)
+        for study, keep in per_study.items():
+            found: dict = {}
+            for sent in keep:
+                names, attrs = parsed[sent]
+                for n in names:
+                    found.setdefault(n, attrs)
             self._cache[study] = found
 
     def get(self, study, finding):
@@ -191,7 +217,7 @@ def attach_attributes(ops, current_study: int, past_study: int, keyinfo: dict, q
             if need_sev and sev is None and s2:
                 sev, src["severity"] = s2, "report"
         src["study"] = "past" if study == past_study and op.op == "remove" else "current"
-        out.append(replace(op, location=loc, severity=sev, sources=src))
+        out.append(Operation(op.op, op.finding, loc, sev, op.from_level, op.to_level, src))
     return out
 
 

@@ -84,22 +84,24 @@ def build_operations(vqa_path, diseases_path, reports_path, out_path, ledger_pat
         ops = attach_attributes(ops, cur, past, keyinfo, questions)
         row["_ops"] = ops
         rows.append(row)
-        if settings.get("use_reports", True) and any(
-                o.location is None or (o.op != "change" and o.severity is None) for o in ops):
+        if settings.get("use_reports", True) and any(_needs_report(o) for o in ops):
             pending.append(len(rows) - 1)
 
     if pending:
         reports = _read(reports_path, ["study_id", "text"])
         text_of = dict(zip(reports["study_id"].astype("int64").to_numpy(), reports["text"].to_numpy()))
-        needed = {}
+        needed, wanted = {}, {}
         for i in pending:
             r = rows[i]
             for o in r["_ops"]:
+                if not _needs_report(o):
+                    continue
                 s = r["past_study_id"] if o.op == "remove" else r["current_study_id"]
                 if s in text_of:
                     needed[s] = text_of[s]
+                    wanted.setdefault(s, set()).add(o.finding)
         extractor = ReportExtractor()
-        extractor.extract_all(dict(sorted(needed.items())))
+        extractor.extract_all(dict(sorted(needed.items())), wanted)
         for i in pending:
             r = rows[i]
             r["_ops"] = attach_attributes(r["_ops"], r["current_study_id"], r["past_study_id"], {}, {}, extractor)
@@ -120,6 +122,12 @@ def build_operations(vqa_path, diseases_path, reports_path, out_path, ledger_pat
     write_table(df, load_schema("instruction_operations"), out_path)
     ledger.write(ledger_path, counts_path)
     return df
+
+
+def _needs_report(o) -> bool:
+    """A location, a severity (add/remove) or a more precise place than a bare side is missing."""
+    bare_side = o.location in ("left", "right") and o.sources.get("location") == "question"
+    return o.location is None or bare_side or (o.op != "change" and o.severity is None)
 
 
 def _change_names(answer) -> list[str]:

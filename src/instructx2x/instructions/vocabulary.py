@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 # official_name -> report-text synonyms (disease_lib.csv), in file order.
 DISEASE_SYNONYMS: dict[str, tuple[str, ...]] = {
@@ -163,6 +164,11 @@ def normalise_level(text) -> str | None:
         return None
     if isinstance(text, (list, tuple)):
         text = " ".join(str(t) for t in text)
+    return _normalise_level_str(text)
+
+
+@lru_cache(maxsize=65536)
+def _normalise_level_str(text: str) -> str | None:
     t = clean(text).replace("-", " ")
     return t or None
 
@@ -178,6 +184,11 @@ def normalise_location(text) -> str | None:
         return None
     if isinstance(text, (list, tuple)):
         text = " ".join(str(t) for t in text if t is not None)
+    return _normalise_location_str(text)
+
+
+@lru_cache(maxsize=65536)
+def _normalise_location_str(text: str) -> str | None:
     t = clean(text)
     if not t:
         return None

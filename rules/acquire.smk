@@ -6,6 +6,9 @@
 # on (the login node, which has internet), never in a batch job. Credentials are read inside Python
 # from PHYSIONET_USERNAME/PHYSIONET_PASSWORD or ~/.netrc; nothing secret is a param or a shell line.
 
+# slug/version of each project: a param, so changing a version re-runs acquisition
+DATASET_VERSIONS = " ".join(f"{n}={d['slug']}/{d['version']}" for n, d in sorted(config["datasets"].items()))
+
 if config["source"] == "physionet":
 
     rule physionet_tables:
@@ -14,6 +17,7 @@ if config["source"] == "physionet":
         params:
             code=code_version("download", "credentials", "sources"),
             raw_dir=RAW_DIR,
+            datasets=DATASET_VERSIONS,
         log:
             f"{LOGS}/acquire/physionet_tables.log",
         benchmark:
@@ -33,6 +37,7 @@ if config["source"] == "physionet":
         params:
             code=code_version("download", "credentials", "sources"),
             raw_dir=RAW_DIR,
+            datasets=DATASET_VERSIONS,
         log:
             f"{LOGS}/acquire/physionet_images.log",
         benchmark:
@@ -53,6 +58,7 @@ elif config["source"] == "local":
             counts=results("ledger/acquire.counts.tsv"),
         params:
             code=code_version("local_manifest", "download", "sources"),
+            datasets=DATASET_VERSIONS,
         log:
             f"{LOGS}/acquire/local_manifest.log",
         benchmark:

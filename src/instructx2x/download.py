@@ -216,7 +216,8 @@ class Fetcher:
                             fh.write(block)
                             got += len(block)
                             if bar is not None:
-                                bar.update(len(block))
+                                with self._lock:
+                                    bar.update(len(block))
                     return got
             except (AuthError, DownloadError):
                 raise

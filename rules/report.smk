@@ -16,10 +16,36 @@ def _produced(path):
 
 
 def _report_inputs(wildcards):
-    inputs = {"metrics": EVAL_METRICS, "records": INFER_RECORDS}
+    inputs = {"metrics": EVAL_METRICS, "records": INFER_RECORDS, "variations": results("report/variations.png")}
     inputs.update({k: p for k, p in REPORT_OPTIONAL.items() if _produced(p)})
     inputs["counts"] = [p.replace(".tsv", ".counts.tsv") for p in LEDGERS if _produced(p.replace(".tsv", ".counts.tsv"))]
     return inputs
+
+
+rule report_variations:
+    input:
+        records=INFER_RECORDS,
+        model=INFER_MODEL,
+        masks=results("masks/pseudo_masks.npz"),
+    output:
+        png=report(results("report/variations.png"), caption="../docs/evaluation_variations.rst", category="Report"),
+    params:
+        code=code_version("evaluation", "rse", "masks"),
+        rse=config["rse"],
+        masks=config["masks"],
+        seed=config["seed"],
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 30 * attempt,
+    conda:
+        "../envs/model.yaml"
+    log:
+        f"{LOGS}/report_variations.log",
+    benchmark:
+        f"{BENCH}/report_variations.tsv"
+    script:
+        "../workflow_scripts/report_variations.py"
 
 
 rule report:

@@ -61,7 +61,8 @@ def inputs(tmp_path):
     (d / "audit.json").write_text(json.dumps({"ok": True, "checked": 12, "problems": []}))
     return {"dir": d, "kw": dict(metrics_path=d / "metrics.json", records_path=d / "records.parquet", table1_csv=d / "table1.csv",
                                  loss_csv=d / "loss.csv", montage_png=_png(d / "montage.png", 50), masks_png=_png(d / "masks.png", 51),
-                                 ledger_counts=[d / "pairs.counts.tsv"], audit_path=d / "audit.json")}
+                                 ledger_counts=[d / "pairs.counts.tsv"], audit_path=d / "audit.json",
+                                 variations_png=_png(d / "variations.png", 52))}
 
 
 def test_table2_shows_ours_with_intervals_and_paper_labelled():
@@ -80,13 +81,13 @@ def test_report_self_contained_and_missing_inputs_say_so(inputs, tmp_path):
     assert (tmp_path / "out" / "index.html").read_text() == text
     assert "not available" not in text
     srcs = re.findall(r'<img[^>]*src="([^"]+)"', text)
-    assert len(srcs) == 3 + 3 * 6 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert len(srcs) == 4 + 3 * 6 and all(s.startswith("data:image/png;base64,") for s in srcs)
     partial = tmp_path / "partial.html"
     build_report(partial, metrics_path=inputs["kw"]["metrics_path"])
     t = partial.read_text()
-    for what in ("Table 1", "registration montage", "pseudo masks", "training loss curve", "gallery", "provenance audit", "ledger counts"):
+    for what in ("Table 1", "registration montage", "pseudo masks", "training loss curve", "gallery", "provenance audit", "ledger counts", "variations figure"):
         assert f"{what}" in t and "not available" in t
-    assert t.count("not available") == 7
+    assert t.count("not available") == 8
 
 
 def _chromium():
@@ -125,7 +126,7 @@ def test_report_renders_in_headless_chromium(inputs, tmp_path):
     out = tmp_path / "report" / "report.html"
     build_report(out, **inputs["kw"])
     res = open_in_chromium(out, tmp_path)
-    assert res["images"] == 21 and res["loaded"] == res["images"]
+    assert res["images"] == 22 and res["loaded"] == res["images"]
     assert res["table2_rows"] == 7 and res["table2_height"] > 50
     assert len(res["tables"]) >= 5 and all(n >= 2 for n in res["tables"])
 
@@ -137,3 +138,31 @@ def test_chromium_check_detects_a_broken_image(inputs, tmp_path):
     out.write_text(text)
     res = open_in_chromium(out, tmp_path)
     assert res["loaded"] == res["images"] - 1
+
+
+@pytest.mark.slow
+def test_variations_figure_with_tiny_pipeline(tmp_path):
+    """Figure 4: severity/laterality variants of one input on the tiny offline editor."""
+    from instructx2x.evaluation.variations import VARIANTS, variations_figure
+    from instructx2x.masks import save_pseudo_masks
+    from instructx2x.tiny_pipeline import build_tiny_pipeline
+
+    size = 32
+    model = build_tiny_pipeline(tmp_path / "model", words=("add", "a", "small", "moderate", "large", "left", "right",
+                                                           "bilateral", "pleural", "effusion"))
+    masks = {}
+    for cat in ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Lung Opacity", "Pleural Effusion", "Pneumonia", "Pneumothorax"):
+        m = np.zeros((size, size), np.uint8)
+        m[size // 2:, :] = 1
+        masks[cat] = m
+    save_pseudo_masks(masks, size, tmp_path / "masks.npz", tmp_path / "mpng", tmp_path / "mfig.png")
+    inp = _png(tmp_path / "in.png", 3)
+    pd.DataFrame([{"pair_id": "b", "mode": "rse", "status": "ok", "input_path": _png(tmp_path / "other.png", 4)},
+                  {"pair_id": "a", "mode": "rse", "status": "ok", "input_path": inp},
+                  {"pair_id": "0", "mode": "rse", "status": "failed", "input_path": "missing.png"}]).to_parquet(tmp_path / "r.parquet")
+    info = variations_figure(tmp_path / "r.parquet", model, tmp_path / "masks.npz", tmp_path / "var.png",
+                             rse_cfg={"steps": 2}, masks_cfg={"restrict_laterality": True}, seed=1)
+    assert info["pair_id"] == "a" and [v["instruction"] for v in info["variants"]] == [t for _, t in VARIANTS]
+    assert all(v["mask_source"] == "pseudo" for v in info["variants"])
+    with Image.open(tmp_path / "var.png") as im:
+        assert im.size[0] > 200 and im.size[1] > 500

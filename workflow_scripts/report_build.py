@@ -11,6 +11,6 @@ inp = snakemake.input  # noqa: F821
 build_report(
     snakemake.output.html, index_html=snakemake.output.index,  # noqa: F821
     metrics_path=inp.metrics, records_path=inp.records, table1_csv=inp.get("table1"), loss_csv=inp.get("loss"),
-    montage_png=inp.get("montage"), masks_png=inp.get("masks_png"), audit_path=inp.get("audit"),
+    montage_png=inp.get("montage"), variations_png=inp.variations, masks_png=inp.get("masks_png"), audit_path=inp.get("audit"),
     ledger_counts=list(inp.get("counts", [])), n_gallery=snakemake.params.gallery_pairs,  # noqa: F821
 )

@@ -175,7 +175,8 @@ def provenance_html(audit_path) -> str:
 
 
 def build_report(out_html, *, metrics_path, table1_csv=None, loss_csv=None, montage_png=None, masks_png=None,
-                 records_path=None, ledger_counts=(), audit_path=None, index_html=None, n_gallery: int = 6) -> None:
+                 records_path=None, ledger_counts=(), audit_path=None, index_html=None, n_gallery: int = 6,
+                 variations_png=None) -> None:
     metrics = json.loads(Path(metrics_path).read_text())
 
     def fig(path, what):
@@ -197,6 +198,8 @@ def build_report(out_html, *, metrics_path, table1_csv=None, loss_csv=None, mont
         "<h2>Table 2: counterfactual evaluation</h2>", table2_html(metrics),
         "<h2>Evaluator accuracies</h2>", evaluator_html(metrics),
         "<h2>Gallery: input, RSE edit, guidance, wo-RSE edit, target</h2>", gallery,
+        "<h2>Severity and laterality variations of one input (as the paper's Figure 4)</h2>",
+        fig(variations_png, "variations figure"),
         "<h2>Provenance audit</h2>", provenance_html(audit_path),
         "</body></html>\n",
     ]

@@ -246,6 +246,14 @@ def test_same_input_gives_byte_identical_tables(tmp_path, raw):
     assert _digests(first) == _digests(second)
 
 
+def test_count_missing_images_can_be_switched_off(tmp_path, raw):
+    config = make_config(tmp_path, raw)
+    config["ingest"]["count_missing_images"] = False
+    run_ingest(config)
+    steps = [r["step"] for r in read_ledger(Path(config["results_dir"]) / "ledger" / "ingest.counts.tsv")]
+    assert "image_files_on_disk" not in steps and "vqa_rows" in steps
+
+
 def test_each_dataset_root_can_be_overridden(tmp_path, raw):
     moved = tmp_path / "elsewhere" / "vqa"
     shutil.move(str(raw / "physionet.org/files/medical-diff-vqa/1.0.1"), moved)

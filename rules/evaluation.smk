@@ -71,5 +71,5 @@ rule evaluation:
         "../workflow_scripts/evaluation_run.py"
 
 
-ALL_TARGETS.append(EVAL_METRICS)
+ALL_TARGETS.extend([EVAL_METRICS, results("evaluation/predictions.parquet")])
 LEDGERS.append(results("ledger/evaluation.tsv"))

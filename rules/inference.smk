@@ -18,7 +18,6 @@ rule infer:
         code=code_version("inference", "rse", "masks"),
         modes=INFER_MODES,
         n_shards=INFER["shards"],
-        images_dir=results("inference"),
         rse=config["rse"],
         masks=config["masks"],
         seed=config["seed"],
@@ -32,6 +31,8 @@ rule infer:
         f"{LOGS}/infer/shard_{{shard}}.log",
     benchmark:
         f"{BENCH}/infer/shard_{{shard}}.tsv"
+    conda:
+        "../envs/model.yaml"
     script:
         "../workflow_scripts/inference_shard.py"
 
@@ -47,6 +48,8 @@ rule inference_records:
         code=code_version("inference"),
     log:
         f"{LOGS}/inference_records.log",
+    conda:
+        "../envs/model.yaml"
     script:
         "../workflow_scripts/inference_records.py"
 

@@ -6,8 +6,8 @@ MASKS_NPZ = results("masks/pseudo_masks.npz")
 MASKS_FIGURE = results("masks/pseudo_masks.png")
 
 
-def masks_resolution():
-    return config["masks"]["resolution"] or config.get("registration", {}).get("resolution", 512)
+# The working resolution unless the masks section sets its own.
+MASKS_RESOLUTION = config["masks"]["resolution"] or config.get("registration", {}).get("resolution", 512)
 
 
 rule masks:
@@ -22,10 +22,11 @@ rule masks:
         counts=results("ledger/masks.counts.tsv"),
     params:
         code=code_version("masks"),
-        resolution=masks_resolution(),
-        png_dir=results("masks"),
+        resolution=MASKS_RESOLUTION,
     log:
         f"{LOGS}/masks.log",
+    conda:
+        "../envs/model.yaml"
     script:
         "../workflow_scripts/masks_build.py"
 

@@ -1,6 +1,7 @@
 """Rule `infer`: edit one shard of the test/holdout pairs in every mode."""
 import logging
 import sys
+from pathlib import Path
 
 from instructx2x.inference import run_shard
 
@@ -12,7 +13,7 @@ run_shard(
     snakemake.input.model,  # noqa: F821
     snakemake.input.masks,  # noqa: F821
     dict(zip(snakemake.params.modes, snakemake.output.shards)),  # noqa: F821
-    snakemake.params.images_dir,  # noqa: F821
+    Path(snakemake.output.shards[0]).parent.parent,  # noqa: F821  (inference/; images go to inference/<mode>/)
     int(snakemake.wildcards.shard),  # noqa: F821
     snakemake.params.n_shards,  # noqa: F821
     dict(snakemake.params.rse),  # noqa: F821

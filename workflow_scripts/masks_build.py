@@ -1,6 +1,7 @@
 """Rule `masks`: pseudo masks from the MS-CXR boxes of PA images."""
 import logging
 import sys
+from pathlib import Path
 
 from instructx2x.masks import run_masks
 
@@ -12,7 +13,7 @@ run_masks(
     snakemake.input.pa_images,  # noqa: F821
     snakemake.params.resolution,  # noqa: F821
     snakemake.output.npz,  # noqa: F821
-    snakemake.params.png_dir,  # noqa: F821
+    Path(snakemake.output.npz).parent,  # noqa: F821  (the PNGs sit beside the npz)
     snakemake.output.figure,  # noqa: F821
     snakemake.output.ledger,  # noqa: F821
     snakemake.output.counts,  # noqa: F821

@@ -80,6 +80,7 @@ def make_raw(raw: Path) -> Path:
     chex.append("11111111,52222222," + ",".join(["-1.0" if lab == "Edema" else "" for lab in LABELS]))
     chex.append("12222222,53333333," + ",".join(["1.0" if lab == "No Finding" else "0.0" for lab in LABELS]))
     _gz(jpg / "mimic-cxr-2.0.0-chexpert.csv.gz", "\n".join(chex) + "\n")
+    _gz(jpg / "mimic-cxr-2.0.0-negbio.csv.gz", "\n".join(chex) + "\n")
     _write(jpg / "index.html", "<html></html>")
     # two of the five images are on disk (empty files are enough: ingest does not decode images)
     for row in META_ROWS[:2]:

@@ -73,6 +73,7 @@ RAW_SCHEMAS = (
     "raw_mimic_cxr_metadata",
     "raw_mimic_cxr_split",
     "raw_mimic_cxr_chexpert",
+    "raw_mimic_cxr_negbio",
     "raw_mimiciv_patients",
     "raw_mimiciv_admissions",
     "raw_diffvqa_questions",
@@ -220,6 +221,8 @@ def build_images(root: Path, config: dict, ledger: Ledger) -> pd.DataFrame:
 def build_studies(images: pd.DataFrame, reports: pd.DataFrame, root: Path, config: dict, ledger: Ledger) -> pd.DataFrame:
     chexpert, chex_path = _read("mimic_cxr_chexpert", root, config)
     _fail_duplicates(chexpert, ["study_id"], chex_path)
+    negbio, negbio_path = _read("mimic_cxr_negbio", root, config)  # validated only: nothing downstream uses it
+    ledger.count("negbio_rows_validated", len(negbio), len(negbio), negbio_path.name)
     studies = (
         images.groupby(["subject_id", "study_id"], sort=True)
         .agg(StudyDate=("StudyDate", "first"), study_datetime=("study_datetime", "min"))

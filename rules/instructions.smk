@@ -34,6 +34,7 @@ rule instructions_build:
     input:
         operations=INSTR_OPERATIONS,
         accepted=results("registration/accepted_pairs.parquet"),
+        pairs=results("pairs/pairs.parquet"),
         studies=results("tables/studies.parquet"),
     output:
         instructions=INSTRUCTIONS,

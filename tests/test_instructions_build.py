@@ -106,7 +106,10 @@ def test_join_splits_table1_and_export(tmp_path):
                         "past_path": [str(tmp_path / "p1.png"), str(tmp_path / "p2.png"), "y"],
                         "mi": [-0.95, -0.9, -0.99]})
     acc.to_parquet(tmp_path / "acc.parquet", index=False)
-    kw = dict(split_settings={"fractions": {"train": 0.8, "val": 0.1, "test": 0.1}, "holdout_folder": "p19"}, seed=3)
+    pd.DataFrame({"pair_id": ["50000002_50000001"], "current_dicom_id": ["d-cur"], "past_dicom_id": ["d-past"],
+                  "chronological": [True]}).to_parquet(tmp_path / "pairs.parquet", index=False)
+    kw = dict(split_settings={"fractions": {"train": 0.8, "val": 0.1, "test": 0.1}, "holdout_folder": "p19"}, seed=3,
+              pairs_path=tmp_path / "pairs.parquet")
     outs = []
     for tag in "ab":
         out = tmp_path / f"instr_{tag}.parquet"
@@ -117,6 +120,7 @@ def test_join_splits_table1_and_export(tmp_path):
     assert list(df["pair_id"]) == ["50000002_50000001", "50000007_50000006"]
     assert list(df["split"]) == ["train", "holdout"]
     assert df["chronological"].all() and df["mi"].tolist() == [-0.95, -0.9]
+    assert df["current_dicom_id"].tolist()[0] == "d-cur" and df["past_dicom_id"].isna().tolist() == [False, True]
     t1 = pd.read_csv(tmp_path / "t1_a.csv").set_index("split")
     assert t1.loc["all", "samples"] == 2 and t1.loc["all", "operations"] == 5
     assert t1.loc["all", "Add"] == 3 and t1.loc["all", "Add %"] == 60.0 and t1.loc["all", "ops per sample"] == 2.5

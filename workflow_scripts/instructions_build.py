@@ -18,5 +18,6 @@ df = build_instructions(
     snakemake.output.counts,  # noqa: F821
     split_settings=dict(snakemake.params.split_settings),  # noqa: F821
     seed=int(snakemake.params.seed),  # noqa: F821
+    pairs_path=snakemake.input.pairs,  # noqa: F821
 )
 logging.info("samples: %d; splits: %s", len(df), df["split"].value_counts().to_dict())

@@ -139,8 +139,11 @@ def _change_names(answer) -> list[str]:
 
 
 def build_instructions(operations_path, accepted_path, studies_path, out_path, table1_csv, table1_md,
-                       ledger_path, counts_path, split_settings: dict, seed: int) -> pd.DataFrame:
-    """Join parsed operations with the accepted pairs; patient-wise splits; Table 1."""
+                       ledger_path, counts_path, split_settings: dict, seed: int, pairs_path=None) -> pd.DataFrame:
+    """Join parsed operations with the accepted pairs; patient-wise splits; Table 1.
+
+    ``pairs_path`` (``pairs/pairs.parquet``, optional) supplies the image ids and the chronology flag
+    when the accepted-pairs table does not carry them."""
     ledger = Ledger(f"{STAGE}_join")
     ops = _read(operations_path, ["pair_id", "subject_id", "current_study_id", "past_study_id", "status",
                                   "operations", "n_ops", "instruction"])
@@ -153,6 +156,11 @@ def build_instructions(operations_path, accepted_path, studies_path, out_path, t
     for pid in sorted(set(acc["pair_id"]) - set(ok["pair_id"])):
         ledger.set_aside("pair", pid, "accepted by registration but has no parsed operation")
     ledger.count("join_accepted", len(ok), len(merged), "pairs with operations and accepted registration")
+    if pairs_path is not None:
+        extra = [c for c in ("current_dicom_id", "past_dicom_id", "chronological") if c not in merged.columns]
+        if extra:
+            pairs = _read(pairs_path, ["pair_id", *extra])
+            merged = merged.merge(pairs[["pair_id", *extra]].drop_duplicates("pair_id"), on="pair_id", how="left")
 
     if "chronological" in merged.columns:
         chrono = merged["chronological"].fillna(True).astype(bool)

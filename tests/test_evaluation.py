@@ -125,6 +125,7 @@ def test_trained_backend_end_to_end_deterministic(dataset, tmp_path):
     assert m["rows"]["real"]["kl"] == pytest.approx(0.0, abs=1e-9) and m["rows"]["real"]["fid"] == pytest.approx(0.0, abs=1e-6)
     assert m["rows"]["wo_rse"]["fid"] > 0
     assert m["n_pairs"] == 36 and m["n_with_race"] == 34
+    assert [d["check"] for d in m["ablation_directions"]][2] == "KL: rse < wo_rse"
     assert m["evaluator"]["backend"] == "trained" and m["paper_table2"]["rows"]["rse"]["cmig"] == 89.35
     ledger = read_ledger(a / "ledger.tsv")
     assert {r["item_id"] for r in ledger if r["reason"] == "race excluded"} == {"50000000_50000001", "50000002_50000003"}

@@ -68,3 +68,13 @@ def test_age_pearson_and_bootstrap_intervals_contain_estimate():
     assert ci["age_pearson"][0] <= m["age_pearson"] <= ci["age_pearson"][1]
     again = M.bootstrap_intervals(targets, preds, real, [f"f{i}" for i in range(5)], n_boot=50, seed=3)
     assert again == ci
+
+
+def test_ablation_directions():
+    rows = {"real": {}, "input": {"patho_auroc": 0.6}, "wo_rse": {"race_auroc": 0.9, "age_pearson": 0.5, "kl": 0.2, "patho_auroc": 0.7},
+            "rse": {"race_auroc": 0.95, "age_pearson": 0.4, "kl": 0.1, "patho_auroc": 0.55}}
+    got = {d["check"]: d["holds"] for d in M.ablation_directions(rows)}
+    assert got == {"race AUROC: rse >= wo_rse": True, "age Pearson r: rse >= wo_rse": False, "KL: rse < wo_rse": True,
+                   "patho AUROC: input < rse": False, "patho AUROC: input < wo_rse": True}
+    rows["rse"]["race_auroc"] = None
+    assert M.ablation_directions(rows)[0]["holds"] is None

@@ -39,6 +39,7 @@ def inputs(tmp_path):
     metrics = {"rows": {"real": _row([0.8, 0.9, 0.7, 0.78, 0.0, 0.0]), "input": _row([0.6, 0.88, 0.69, 0.7, 0.3, 2.0]),
                         "wo_rse": _row([0.7, 0.8, 0.6, 0.7, 0.2, 1.5]), "rse": _row([0.72, 0.85, 0.65, 0.72, 0.1, 1.2])},
                "n_pairs": 4, "backend": "trained",
+               "ablation_directions": [{"check": "KL: rse < wo_rse", "left": 0.1, "right": 0.2, "holds": True}],
                "evaluator": {"n_train_images": 40, "n_heldout_images": 8, "heldout_source": "val split",
                              "heldout": {"patho_auroc": 0.71, "race_accuracy": 0.9, "patho_auroc_per_finding": {"Edema": 0.6}}}}
     (d / "metrics.json").write_text(json.dumps(metrics))

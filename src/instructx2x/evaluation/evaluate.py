@@ -137,6 +137,7 @@ def evaluate(records_path, studies_path, patients_path, admissions_path, *, out_
         "evaluator": info,
         "findings": list(FINDINGS),
         "races": list(RACES),
+        "ablation_directions": M.ablation_directions(rows),
         "splits": list(splits) if splits is not None else None,
         "label_rules": {"uncertain": uncertain, "missing": missing, "race_rule": race_rule},
         "definitions": {

@@ -175,3 +175,27 @@ def clean(metrics: dict) -> dict:
         else:
             out[k] = v
     return out
+
+
+def ablation_directions(rows: dict) -> list[dict]:
+    """The paper's ablation directions, checked on point estimates (intervals shown beside them in the report).
+
+    RSE at least as good as wo-RSE on race and age preservation, lower KL than wo-RSE, and the unedited
+    floor below both edited rows on pathology AUROC. ``holds`` is None where a value is missing.
+    """
+    def get(row, key):
+        r = rows.get(row) or {}
+        return r.get(key)
+
+    checks = [
+        ("race AUROC: rse >= wo_rse", get("rse", "race_auroc"), get("wo_rse", "race_auroc"), lambda a, b: a >= b),
+        ("age Pearson r: rse >= wo_rse", get("rse", "age_pearson"), get("wo_rse", "age_pearson"), lambda a, b: a >= b),
+        ("KL: rse < wo_rse", get("rse", "kl"), get("wo_rse", "kl"), lambda a, b: a < b),
+        ("patho AUROC: input < rse", get("input", "patho_auroc"), get("rse", "patho_auroc"), lambda a, b: a < b),
+        ("patho AUROC: input < wo_rse", get("input", "patho_auroc"), get("wo_rse", "patho_auroc"), lambda a, b: a < b),
+    ]
+    out = []
+    for name, a, b, cmp in checks:
+        ok = None if a is None or b is None or not (np.isfinite(a) and np.isfinite(b)) else bool(cmp(a, b))
+        out.append({"check": name, "left": None if a is None else float(a), "right": None if b is None else float(b), "holds": ok})
+    return out

@@ -88,6 +88,12 @@ def table2_html(metrics: dict) -> str:
             "per-finding AUROCs and (race AUROC, age Pearson r); KL is Eq. 4 in nats. "
             f"{html.escape(PAPER_TABLE2['note'])}</p>")
     comps = _table(pd.DataFrame(per)) if per else ""
+    dirs = metrics.get("ablation_directions") or []
+    if dirs:
+        d = pd.DataFrame([{"paper's direction": x["check"], "left": "n/a" if x["left"] is None else f"{x['left']:.4f}",
+                           "right": "n/a" if x["right"] is None else f"{x['right']:.4f}",
+                           "holds here": {True: "yes", False: "NO", None: "undefined"}[x["holds"]]} for x in dirs])
+        comps += "<h3>Ablation directions of the paper, on this run (point estimates; see the intervals)</h3>" + _table(d, "directions")
     return (f'<table id="table2"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>{note}'
             f"<h3>Per-finding AUROC (CMIG components a_i)</h3>{comps}")
 

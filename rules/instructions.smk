@@ -23,6 +23,8 @@ rule instructions_operations:
         f"{LOGS}/instructions_operations.log",
     benchmark:
         f"{BENCH}/instructions_operations.tsv"
+    conda:
+        "../envs/preprocess.yaml"
     resources:
         mem_mb=lambda wildcards, attempt: 8000 * attempt,
         runtime=30,
@@ -48,6 +50,8 @@ rule instructions_build:
         seed=INSTR["split_seed"] if INSTR["split_seed"] is not None else config["seed"],
     log:
         f"{LOGS}/instructions_build.log",
+    conda:
+        "../envs/preprocess.yaml"
     script:
         "../workflow_scripts/instructions_build.py"
 
@@ -61,6 +65,8 @@ rule instructions_export:
         code=code_version("instructions.build"),
     log:
         f"{LOGS}/instructions_export.log",
+    conda:
+        "../envs/preprocess.yaml"
     script:
         "../workflow_scripts/instructions_export.py"
 

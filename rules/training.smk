@@ -1,0 +1,91 @@
+# Training (method §8): initial components (tiny preset with its VAE pre-training, or a local
+# pretrained InstructPix2Pix directory), the frozen VAE's latent cache, then fine-tuning with
+# Lightning; the EMA UNet is exported with the frozen parts as a diffusers pipeline.
+# Checkpoints live in results/model/checkpoints (not an output: a failed or requeued job keeps
+# them and the next run resumes from last.ckpt).
+MODEL_CFG = config["model"]
+TRAIN = config["training"]
+TRAIN_GPUS = 0 if TRAIN["accelerator"] == "cpu" else TRAIN["devices"]
+MODEL_PIPELINE = results("model/pipeline")
+MODEL_METRICS = results("model/metrics.csv")
+MODEL_LOSS_PNG = results("model/loss_curve.png")
+
+
+rule training_prepare:
+    input:
+        instructions=results("instructions/instructions.parquet"),
+    output:
+        init=directory(results("model/init")),
+    params:
+        code=code_version("model", "training.prepare", "training.data"),
+        model=MODEL_CFG,
+        resolution=config["registration"]["resolution"],
+        seed=config["seed"],
+    log:
+        f"{LOGS}/training_prepare.log",
+    benchmark:
+        f"{BENCH}/training_prepare.tsv"
+    resources:
+        mem_mb=16000,
+        runtime=60,
+    script:
+        "../workflow_scripts/training_prepare.py"
+
+
+rule training_latents:
+    input:
+        instructions=results("instructions/instructions.parquet"),
+        init=results("model/init"),
+    output:
+        latents=results("model/latents/latents.pt"),
+        ledger=results("ledger/training.tsv"),
+        counts=results("ledger/training.counts.tsv"),
+    params:
+        code=code_version("training.latents", "training.data"),
+        splits=TRAIN["splits"],
+        copies=TRAIN["latent_copies"],
+        augment=TRAIN["augment"],
+        resolution=config["registration"]["resolution"],
+        seed=config["seed"],
+    log:
+        f"{LOGS}/training_latents.log",
+    benchmark:
+        f"{BENCH}/training_latents.tsv"
+    resources:
+        mem_mb=16000,
+        runtime=120,
+    script:
+        "../workflow_scripts/training_latents.py"
+
+
+rule training_train:
+    input:
+        init=results("model/init"),
+        latents=results("model/latents/latents.pt"),
+    output:
+        pipeline=directory(MODEL_PIPELINE),
+        metrics=MODEL_METRICS,
+        loss_png=MODEL_LOSS_PNG,
+    params:
+        code=code_version("training.module", "training.train", "model"),
+        training=TRAIN,
+        out_dir=results("model"),
+        seed=config["seed"],
+    log:
+        f"{LOGS}/training_train.log",
+    benchmark:
+        f"{BENCH}/training_train.tsv"
+    threads: 2
+    resources:
+        gpu=TRAIN_GPUS,
+        tasks=max(1, TRAIN_GPUS) * TRAIN["num_nodes"],
+        nodes=TRAIN["num_nodes"],
+        cpus_per_gpu=TRAIN["cpus_per_gpu"] if TRAIN_GPUS else 0,
+        mem_mb=TRAIN["mem_mb"],
+        runtime=TRAIN["runtime"],
+    script:
+        "../workflow_scripts/training_train.py"
+
+
+ALL_TARGETS.extend([MODEL_PIPELINE, MODEL_METRICS, MODEL_LOSS_PNG])
+LEDGERS.append(results("ledger/training.tsv"))

@@ -1,0 +1,133 @@
+"""Build the InstructPix2Pix components: ``preset: tiny`` from config, or ``pretrained: DIR``.
+
+* UNet2DConditionModel with 8 input channels (4 noisy latent + 4 image-condition latent) and 4
+  output channels. A 4-channel pretrained UNet (Stable Diffusion) is expanded: the extra 4 input
+  channels of ``conv_in`` are zero-initialised, so the expanded UNet starts as the original one.
+* AutoencoderKL, frozen; its ``scaling_factor`` comes from its config (0.18215 for SD).
+* CLIPTextModel + CLIPTokenizer, frozen.
+* DDPMScheduler: 1000 steps, scaled_linear, beta 0.00085-0.012.
+Nothing is downloaded: ``pretrained`` is a local directory and is read with ``local_files_only``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Components:
+    unet: object
+    vae: object
+    text_encoder: object
+    tokenizer: object
+    scheduler: object
+
+
+def make_scheduler():
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085,
+                         beta_end=0.012, clip_sample=False, prediction_type="epsilon")
+
+
+def tiny_vae(cfg: dict):
+    from diffusers import AutoencoderKL
+
+    ch = tuple(cfg["vae_channels"])
+    return AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4,
+        down_block_types=("DownEncoderBlock2D",) * len(ch), up_block_types=("UpDecoderBlock2D",) * len(ch),
+        block_out_channels=ch, layers_per_block=1, norm_num_groups=cfg["norm_groups"],
+        sample_size=cfg["sample_size"], scaling_factor=1.0,
+    )
+
+
+def tiny_unet(cfg: dict):
+    from diffusers import UNet2DConditionModel
+
+    ch = tuple(cfg["unet_channels"])
+    n = len(ch)
+    down = ["DownBlock2D"] * n
+    up = ["UpBlock2D"] * n
+    if cfg["unet_attention"]:  # cross-attention on the deepest level only (cheapest)
+        down[-1] = "CrossAttnDownBlock2D"
+        up[0] = "CrossAttnUpBlock2D"
+    return UNet2DConditionModel(
+        sample_size=cfg["sample_size"] // 2 ** (len(cfg["vae_channels"]) - 1),
+        in_channels=8, out_channels=4, block_out_channels=ch, layers_per_block=cfg["unet_layers_per_block"],
+        down_block_types=tuple(down), up_block_types=tuple(up),
+        mid_block_type="UNetMidBlock2DCrossAttn",
+        cross_attention_dim=cfg["text_hidden_size"], attention_head_dim=cfg["attention_head_dim"],
+        norm_num_groups=cfg["norm_groups"],
+    )
+
+
+def tiny_text_encoder(cfg: dict, vocab_size: int):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    return CLIPTextModel(CLIPTextConfig(
+        vocab_size=vocab_size, hidden_size=cfg["text_hidden_size"], intermediate_size=2 * cfg["text_hidden_size"],
+        num_hidden_layers=cfg["text_layers"], num_attention_heads=cfg["text_heads"],
+        max_position_embeddings=cfg["max_length"], bos_token_id=0, eos_token_id=1, pad_token_id=1,
+    ))
+
+
+def build_tiny(cfg: dict, words, workdir, seed: int) -> Components:
+    """Tiny components for CPUs and tests (random init; the VAE needs its own pre-training)."""
+    from .tokenizer import build_tokenizer
+
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer(words, cfg["max_length"], workdir)
+    vae = tiny_vae(cfg)
+    text_encoder = tiny_text_encoder(cfg, len(tokenizer))
+    unet = tiny_unet(cfg)
+    return Components(unet, vae, text_encoder, tokenizer, make_scheduler())
+
+
+def expand_unet_input(unet, in_channels: int = 8):
+    """A UNet with ``in_channels`` inputs; the added channels' conv_in weights are zero."""
+    if unet.config.in_channels == in_channels:
+        return unet
+    old = unet.conv_in
+    new = torch.nn.Conv2d(in_channels, old.out_channels, old.kernel_size, old.stride, old.padding)
+    with torch.no_grad():
+        new.weight.zero_()
+        new.weight[:, : old.in_channels] = old.weight
+        new.bias.copy_(old.bias)
+    unet.conv_in = new
+    unet.register_to_config(in_channels=in_channels)
+    return unet
+
+
+def load_pretrained(directory) -> Components:
+    """Components of a local diffusers-format (InstructPix2Pix or SD) directory, offline."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    d = Path(directory)
+    if not (d / "model_index.json").exists():
+        raise FileNotFoundError(f"{d}: not a diffusers pipeline directory (no model_index.json)")
+    kw = dict(local_files_only=True)
+    unet = expand_unet_input(UNet2DConditionModel.from_pretrained(d, subfolder="unet", **kw))
+    vae = AutoencoderKL.from_pretrained(d, subfolder="vae", **kw)
+    text_encoder = CLIPTextModel.from_pretrained(d, subfolder="text_encoder", **kw)
+    tokenizer = CLIPTokenizer.from_pretrained(d, subfolder="tokenizer", **kw)
+    return Components(unet, vae, text_encoder, tokenizer, make_scheduler())
+
+
+def save_pipeline(c: Components, out_dir) -> Path:
+    """Save as a diffusers directory loadable by ``StableDiffusionInstructPix2PixPipeline``."""
+    from diffusers import StableDiffusionInstructPix2PixPipeline
+
+    pipe = StableDiffusionInstructPix2PixPipeline(
+        vae=c.vae, text_encoder=c.text_encoder, tokenizer=c.tokenizer, unet=c.unet, scheduler=c.scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.save_pretrained(out_dir, safe_serialization=True)
+    return Path(out_dir)

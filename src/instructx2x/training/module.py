@@ -1,0 +1,150 @@
+"""LightningModule and LightningDataModule of InstructPix2Pix fine-tuning (method §8).
+
+Per step (the algorithm of diffusers' ``train_instruct_pix2pix.py``): sample the target latent from
+the cached posterior, scale it, add noise at a uniform timestep, encode the instruction with the
+frozen text encoder, apply conditioning dropout (5% text only -> empty-prompt embedding, 5% image
+only -> zero image latent, 5% both), predict the noise with the 8-channel UNet from
+[noisy latent, image latent], MSE to the noise. EMA of the UNet weights is updated after every
+optimizer step and is what gets exported.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+
+class LatentPairs(Dataset):
+    def __init__(self, cache: dict, split: str):
+        idx = [i for i, r in enumerate(cache["rows"]) if r["split"] == split]
+        self.mean = cache["target_mean"][idx]
+        self.std = cache["target_std"][idx]
+        self.cond = cache["cond"][idx]
+        self.text = [cache["rows"][i]["instruction"] for i in idx]
+
+    def __len__(self):
+        return len(self.text)
+
+    def __getitem__(self, i):
+        return {"mean": self.mean[i], "std": self.std[i], "cond": self.cond[i], "text": self.text[i]}
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """A seeded permutation per epoch (Lightning calls ``set_epoch``): a resumed run sees the same order."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int):
+        self.epoch = epoch
+
+    def __len__(self):
+        return self.n
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed + 1009 * self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+
+class LatentDataModule(L.LightningDataModule):
+    def __init__(self, cache_path, batch_size: int, seed: int, num_workers: int = 0):
+        super().__init__()
+        self.cache_path, self.batch_size, self.seed, self.num_workers = cache_path, batch_size, seed, num_workers
+
+    def setup(self, stage=None):
+        cache = torch.load(self.cache_path, weights_only=False)
+        self.train, self.val = LatentPairs(cache, "train"), LatentPairs(cache, "val")
+        if len(self.train) == 0:
+            raise ValueError(f"{self.cache_path}: no train latents")
+
+    def train_dataloader(self):
+        return DataLoader(self.train, batch_size=self.batch_size, sampler=EpochSampler(len(self.train), self.seed),
+                          drop_last=False, num_workers=self.num_workers)
+
+    def val_dataloader(self):
+        if len(self.val) == 0:
+            return []
+        return DataLoader(self.val, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)
+
+
+class InstructPix2PixModule(L.LightningModule):
+    def __init__(self, unet, text_encoder, tokenizer, scheduler, scaling_factor: float, lr: float = 1e-4,
+                 dropout: float = 0.05, ema_decay: float = 0.999, effective_batch_size: int = 1, seed: int = 0,
+                 gradient_checkpointing: bool = False):
+        super().__init__()
+        self.unet, self.text_encoder, self.tokenizer, self.noise_scheduler = unet, text_encoder, tokenizer, scheduler
+        self.text_encoder.requires_grad_(False).eval()
+        self.unet.train()
+        self.ema = copy.deepcopy(unet).requires_grad_(False).eval()
+        self.scaling_factor, self.lr, self.dropout, self.ema_decay = scaling_factor, lr, dropout, ema_decay
+        self.effective_batch_size, self.seed = effective_batch_size, seed
+        if gradient_checkpointing:
+            self.unet.enable_gradient_checkpointing()
+        self.register_buffer("alphas_cumprod", scheduler.alphas_cumprod.clone(), persistent=False)
+
+    def encode_text(self, texts):
+        ids = self.tokenizer(list(texts), padding="max_length", max_length=self.tokenizer.model_max_length,
+                             truncation=True, return_tensors="pt").input_ids.to(self.device)
+        with torch.no_grad():
+            return self.text_encoder(ids)[0]
+
+    def _generator(self):
+        # a step-indexed generator: the same draws after a resume as in an uninterrupted run
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + self.global_step * 97 + self.trainer.local_rank
+                                             + 7919 * getattr(self, "_micro", 0))
+
+    def loss(self, batch, g):
+        dev = self.device
+        eps_z = torch.randn(batch["mean"].shape, generator=g).to(dev)
+        latents = (batch["mean"] + batch["std"] * eps_z) * self.scaling_factor
+        noise = torch.randn(latents.shape, generator=g).to(dev)
+        bsz = latents.shape[0]
+        t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (bsz,), generator=g).to(dev)
+        a = self.alphas_cumprod[t].view(-1, 1, 1, 1).to(latents.dtype)
+        noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
+        text = self.encode_text(batch["text"])
+        cond = batch["cond"]
+        # conditioning dropout: u<p text only; p<=u<2p both; 2p<=u<3p image only (5%/5%/5%)
+        u = torch.rand(bsz, generator=g).to(dev)
+        p = self.dropout
+        drop_text = (u < 2 * p).view(-1, 1, 1)
+        drop_img = ((u >= p) & (u < 3 * p)).view(-1, 1, 1, 1)
+        empty = self.encode_text([""]).expand_as(text)
+        text = torch.where(drop_text, empty, text)
+        cond = torch.where(drop_img, torch.zeros_like(cond), cond)
+        pred = self.unet(torch.cat([noisy, cond], dim=1), t, encoder_hidden_states=text).sample
+        return F.mse_loss(pred.float(), noise.float())
+
+    def training_step(self, batch, batch_idx):
+        self._micro = batch_idx
+        loss = self.loss(batch, self._generator())
+        bs = batch["mean"].shape[0]
+        self.log("train_loss", loss, on_step=True, prog_bar=True, batch_size=bs)
+        self.log("effective_batch_size", float(self.effective_batch_size), on_step=True, batch_size=bs)
+        self.log("optimizer_steps", float(self.global_step), on_step=True, batch_size=bs)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        g = torch.Generator().manual_seed(self.seed + batch_idx)  # fixed draws: comparable across epochs
+        self.log("val_loss", self.loss(batch, g), on_epoch=True, batch_size=batch["mean"].shape[0])
+
+    def optimizer_step(self, *args, **kwargs):
+        # EMA right after each optimizer step (before any checkpoint callback saves the state)
+        super().optimizer_step(*args, **kwargs)
+        with torch.no_grad():
+            for pe, p in zip(self.ema.parameters(), self.unet.parameters()):
+                pe.lerp_(p.detach(), 1 - self.ema_decay)
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.unet.parameters(), lr=self.lr, weight_decay=1e-2)
+
+    def state_dict(self, *a, **k):  # checkpoints hold unet + ema only (frozen parts come from model/init)
+        sd = super().state_dict(*a, **k)
+        return {kk: v for kk, v in sd.items() if not kk.startswith("text_encoder.")}
+
+    def load_state_dict(self, sd, strict=True, **k):
+        return super().load_state_dict(sd, strict=False, **k)

@@ -1,0 +1,50 @@
+"""Model building: tokenizer offline, tiny preset, and a local pretrained-format directory
+(a 4-channel SD-style UNet expanded to 8 input channels with zero-initialised extra weights)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from instructx2x.model.build import build_tiny, expand_unet_input, load_pretrained, save_pipeline
+from instructx2x.model.tokenizer import build_tokenizer, instruction_words
+from training_fixtures import tiny_config
+
+
+def test_tokenizer_whole_words_and_any_text(tmp_path):
+    words = instruction_words(["add left pleural effusion", "remove right edema"])
+    tok = build_tokenizer(words, 16, tmp_path)
+    ids = tok("add left pleural effusion").input_ids
+    assert len(ids) == 6 and tok.decode(ids[1:-1]) == "add left pleural effusion"
+    assert len(tok("pneumothorax").input_ids) > 3  # unseen word: characters, never unknown
+
+
+def test_pretrained_directory_offline_expands_unet(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = tiny_config()["model"]["tiny"]
+    c = build_tiny(dict(cfg, sample_size=32), ["add", "left", "edema"], tmp_path / "tok", seed=0)
+    # an SD-style (text-to-image) UNet: 4 input channels
+    from diffusers import UNet2DConditionModel
+
+    sd_unet = UNet2DConditionModel.from_config({**dict(c.unet.config), "in_channels": 4})
+    c.unet = sd_unet
+    save_pipeline(c, tmp_path / "sd")
+    loaded = load_pretrained(tmp_path / "sd")
+    assert loaded.unet.config.in_channels == 8 and loaded.unet.conv_in.in_channels == 8
+    w = loaded.unet.conv_in.weight
+    assert torch.count_nonzero(w[:, 4:]) == 0
+    torch.testing.assert_close(w[:, :4], sd_unet.conv_in.weight)
+    x = torch.randn(1, 4, 4, 4)
+    h = torch.randn(1, 16, cfg["text_hidden_size"])
+    with torch.no_grad():
+        a = sd_unet(x, 10, encoder_hidden_states=h).sample
+        b = loaded.unet(torch.cat([x, torch.randn_like(x)], 1), 10, encoder_hidden_states=h).sample
+    torch.testing.assert_close(a, b)  # the expanded UNet starts as the pretrained one
+    assert loaded.scheduler.config.num_train_timesteps == 1000
+    assert loaded.scheduler.config.beta_schedule == "scaled_linear"
+    assert expand_unet_input(loaded.unet) is loaded.unet
+
+
+def test_missing_pretrained_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model_index.json"):
+        load_pretrained(tmp_path)

@@ -1,0 +1,11 @@
+"""Rule `training_prepare`: initial components (tiny preset + VAE pre-training, or pretrained)."""
+import logging
+import sys
+
+from instructx2x.training.prepare import prepare
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
+sys.stderr = open(snakemake.log[0], "a")  # noqa: F821
+
+prepare(snakemake.input.instructions, snakemake.output.init, dict(snakemake.params.model),  # noqa: F821
+        int(snakemake.params.seed), int(snakemake.params.resolution))  # noqa: F821

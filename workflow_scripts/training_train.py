@@ -1,0 +1,11 @@
+"""Rule `training_train`: Lightning fine-tuning (auto resume from last.ckpt) and diffusers export."""
+import logging
+import sys
+
+from instructx2x.training.train import train
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
+sys.stderr = open(snakemake.log[0], "a")  # noqa: F821
+
+train(snakemake.input.init, snakemake.input.latents, snakemake.params.out_dir,  # noqa: F821
+      dict(snakemake.params.training), int(snakemake.params.seed))  # noqa: F821

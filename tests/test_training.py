@@ -125,3 +125,17 @@ def test_grayscale_replicated_to_three_channels(tmp_path):
     Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8) * 4).save(tmp_path / "g.png")
     x = load_image(tmp_path / "g.png", 8)
     assert x.shape == (3, 8, 8) and torch.equal(x[0], x[2]) and x.min() >= -1 and x.max() <= 1
+
+
+def test_train_cli_end_to_end(tmp_path):
+    import yaml
+
+    from instructx2x.cli import main
+
+    cfg = tiny_config(steps=2)
+    cfg["registration"]["resolution"] = 32
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    pq = make_pairs(tmp_path, n=6, size=32)
+    assert main(["train", "--instructions", pq, "--out", str(tmp_path / "o"), "--config", str(tmp_path / "c.yaml")]) == 0
+    assert (tmp_path / "o" / "pipeline" / "model_index.json").exists()
+    assert len(pd.read_csv(tmp_path / "o" / "metrics.csv")) == 2

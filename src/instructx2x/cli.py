@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, str] = {
     "download": "instructx2x.download",
     "edit": "instructx2x.edit",
     "parse-instruction": "instructx2x.instructions.cli",
+    "train": "instructx2x.training.cli",
     "evaluate": "instructx2x.evaluation.evaluate",
 }
 

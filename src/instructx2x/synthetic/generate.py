@@ -7,6 +7,7 @@ by the pipeline; see docs/synthetic.md for its columns and conventions).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import shutil
@@ -193,20 +194,23 @@ def _mimic_all(studies, images, frec, neg_by_study) -> pd.DataFrame:
 
 
 def _questions(rnd: random.Random, mimic_all, records, studies):
-    st = studies.set_index("study_id")
-    rows, pairs = [], []
+    split_of = dict(zip(studies["study_id"].tolist(), studies["vqa_split"].tolist()))
     ma = mimic_all.sort_values(["subject_id", "study_order", "study_id"], kind="stable")
-    for sub, grp in ma.groupby("subject_id", sort=True):
-        g = grp[grp["view"].isin(vqa.FRONTAL)]
-        for main in g.itertuples(index=False):
-            refs = g[g["study_order"] < main.study_order]["study_id"].tolist()
+    frontal = ma["view"].isin(vqa.FRONTAL).to_numpy()
+    rows_in = [r for r, f in zip(zip(ma["subject_id"].tolist(), ma["study_order"].tolist(), ma["study_id"].tolist(),
+                                     ma["view"].tolist()), frontal) if f]
+    rows, pairs = [], []
+    for sub, grp in itertools.groupby(rows_in, key=lambda r: r[0]):
+        grp = list(grp)
+        for _, order, main, view in grp:
+            refs = [r[2] for r in grp if r[1] < order]
             if not refs:
                 continue
             ref = refs[rnd.randrange(len(refs))]
-            split = st.at[main.study_id, "vqa_split"]
-            for qt, q, a in vqa.pair_questions(rnd, records[main.study_id], records[ref], main.view):
-                rows.append((main.study_id, sub, ref, qt, q, a, split))
-            pairs.append((sub, main.study_id, ref, split))
+            split = split_of[main]
+            for qt, q, a in vqa.pair_questions(rnd, records[main], records[ref], view):
+                rows.append((main, sub, ref, qt, q, a, split))
+            pairs.append((sub, main, ref, split))
     q = pd.DataFrame(rows, columns=["study_id", "subject_id", "ref_id", "question_type", "question", "answer", "split"])
     q = q.astype({"study_id": np.int64, "subject_id": np.int64, "ref_id": np.int64})
     p = pd.DataFrame(pairs, columns=["subject_id", "study_id", "ref_id", "split"])
@@ -218,10 +222,13 @@ def _mscxr(rnd: random.Random, studies, images, frec, pat_by_id) -> pd.DataFrame
                 & ~images["cropped"] & ~images["truncated"] & (images["render_subject_id"] == images["subject_id"])]
     ok = ok.sort_values(["subject_id", "study_id", "dicom_id"], kind="stable")
     split_of = studies.set_index("study_id")["vqa_split"]
+    has = np.array([any(f["finding"] in MSCXR_CATEGORY for f in frec.get(s, [])) for s in ok["study_id"].tolist()], bool)
+    ok = ok[has]
+    keep = min(0.4, 1200 / max(1, len(ok)))  # MS-CXR v1.1.0 has ~1,050 images
     rows = []
     for im in ok.itertuples(index=False):
         fl = [f for f in frec.get(im.study_id, []) if f["finding"] in MSCXR_CATEGORY]
-        if not fl or rnd.random() > 0.4:
+        if rnd.random() > keep:
             continue
         tpl = int(pat_by_id.at[im.subject_id, "lung_template"])
         M = transform_matrix(im.angle_rad, im.scale, im.tx, im.ty, (im.ref_height, im.ref_width), (im.height, im.width))

@@ -29,10 +29,26 @@ def write_csv_gz(df: pd.DataFrame, path: Path) -> None:
     path.write_bytes(buf.getvalue())
 
 
+def _indented(value, level: int) -> str:
+    """``json.dumps(value, indent=4)`` at nesting ``level``, using the C encoder for scalars."""
+    pad = "    " * (level + 1)
+    end = "    " * level
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        items = ",\n".join(f"{pad}{json.dumps(k)}: {_indented(v, level + 1)}" for k, v in value.items())
+        return "{\n" + items + "\n" + end + "}"
+    if isinstance(value, list):
+        if not value:
+            return "[]"
+        return "[\n" + ",\n".join(pad + _indented(v, level + 1) for v in value) + "\n" + end + "]"
+    return json.dumps(value)
+
+
 def write_json_list(records: list, path: Path) -> None:
-    """``json.dump(..., indent=4)`` like the Diff-VQA generator."""
+    """Exactly the bytes of ``json.dump(records, fh, indent=4)`` (the Diff-VQA generator), faster."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(records, indent=4))
+    path.write_text(_indented(records, 0))
 
 
 def write_lines(lines, path: Path) -> None:

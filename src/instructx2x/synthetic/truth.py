@@ -132,48 +132,58 @@ def build_truth(patients: int, seed: int) -> dict[str, pd.DataFrame]:
     gaps = rng.integers(1, 240, size=total)
     times = rng.integers(0, 86400, size=total)
     millis = rng.integers(0, 1000, size=total)
+    start = rng.integers(0, 200, size=n)
+    uni = rng.random((total, len(FINDINGS), 3))
+    init_level = rng.integers(0, 3, size=(total, len(FINDINGS)))
 
-    study_rows, finding_rows, dod = [], [], []
-    k = 0
+    # dates, vectorised: day offset = patient start + cumulative gaps after the first study
+    pat_of = np.repeat(np.arange(n), n_studies)
+    first = np.concatenate([[0], np.cumsum(n_studies)[:-1]])
+    g = gaps.copy()
+    g[first] = 0
+    cum = np.cumsum(g)
+    day = start[pat_of] + cum - cum[first][pat_of]
+    base = (anchor_year - 1970).astype("datetime64[Y]").astype("datetime64[D]")
+    dates = pd.DatetimeIndex(base[pat_of] + day.astype("timedelta64[D]"))
+    study_date = (dates.year * 10000 + dates.month * 100 + dates.day).to_numpy().astype(np.int64)
+    hhmmss = (times // 3600) * 10000 + ((times // 60) % 60) * 100 + times % 60
+    study_time = (hhmmss * 1000 + millis) / 1000.0  # correctly rounded: the shortest repr is HHMMSS.fff
+    order = np.arange(total) - first[pat_of] + 1
+    age = anchor_age[pat_of] + (dates.year.to_numpy() - anchor_year[pat_of])
+
+    # findings evolve: appear, resolve, change level (sides/zones fixed while present)
+    finding_rows = []
+    specs = list(enumerate(FINDINGS))
     for i in range(n):
-        day = int(rng.integers(0, 200))
-        base = pd.Timestamp(year=int(anchor_year[i]), month=1, day=1)
-        state: dict[str, tuple] = {}
-        for j in range(int(n_studies[i])):
-            day += int(gaps[k]) if j else 0
-            date = base + pd.Timedelta(days=day)
-            t = int(times[k])
-            study_time = float(f"{t // 3600:02d}{(t // 60) % 60:02d}{t % 60:02d}.{int(millis[k]):03d}")
-            st = STUDY_TYPES[type_idx[k]]
-            # findings evolve: appear, resolve, change level (sides/zones fixed once chosen)
-            for spec in FINDINGS:
-                cur = state.get(spec.name)
-                u = rng.random(3)
+        state: dict[int, list] = {}
+        for k in range(int(first[i]), int(first[i] + n_studies[i])):
+            u = uni[k]
+            for fi, spec in specs:
+                cur = state.get(fi)
                 if cur is None:
-                    if u[0] < spec.p_on:
-                        side = spec.sides[int(u[1] * len(spec.sides))] if spec.sides else None
-                        zone = spec.zones[int(u[2] * len(spec.zones))] if spec.zones else None
-                        state[spec.name] = (side, zone, int(rng.integers(0, len(spec.levels))))
-                else:
-                    if u[0] < spec.p_off:
-                        del state[spec.name]
-                    elif u[1] < 0.3:
-                        lvl = int(np.clip(cur[2] + (1 if u[2] < 0.5 else -1), 0, len(spec.levels) - 1))
-                        state[spec.name] = (cur[0], cur[1], lvl)
+                    if u[fi, 0] < spec.p_on:
+                        side = spec.sides[int(u[fi, 1] * len(spec.sides))] if spec.sides else None
+                        zone = spec.zones[int(u[fi, 2] * len(spec.zones))] if spec.zones else None
+                        state[fi] = [side, zone, int(init_level[k, fi]) % len(spec.levels)]
+                elif u[fi, 0] < spec.p_off:
+                    del state[fi]
+                elif u[fi, 1] < 0.3:
+                    cur[2] = min(len(spec.levels) - 1, max(0, cur[2] + (1 if u[fi, 2] < 0.5 else -1)))
             sid = int(study_id_pool[k])
-            study_rows.append((int(sids[i]), sid, j + 1, int(date.strftime("%Y%m%d")), study_time, st[0],
-                               "|".join(st[1]), int(anchor_age[i]) + (date.year - int(anchor_year[i]))))
-            for spec in FINDINGS:
-                if spec.name in state:
-                    side, zone, lvl = state[spec.name]
-                    finding_rows.append((int(sids[i]), sid, spec.name, side, zone, spec.levels[lvl], lvl))
-            k += 1
-        last = base + pd.Timedelta(days=day)
-        dod.append((last + pd.Timedelta(days=30)).strftime("%Y-%m-%d") if dies[i] else None)
-    pat["dod"] = dod
-    studies = pd.DataFrame(study_rows, columns=["subject_id", "study_id", "study_order", "StudyDate", "StudyTime",
-                                                "study_type", "views", "age_at_study"])
-    studies = studies.merge(pat[["subject_id", "vqa_split", "jpg_split"]], on="subject_id", how="left")
+            for fi in sorted(state):
+                side, zone, lvl = state[fi]
+                finding_rows.append((int(sids[i]), sid, FINDINGS[fi].name, side, zone, FINDINGS[fi].levels[lvl], lvl))
+    last_day = base + (start + cum[first + n_studies - 1] - cum[first]).astype("timedelta64[D]")
+    dod = np.datetime_as_string(last_day + np.timedelta64(30, "D"), unit="D").astype(object)
+    pat["dod"] = np.where(dies, dod, None)
+    st_names = np.array([t[0] for t in STUDY_TYPES], dtype=object)
+    st_views = np.array(["|".join(t[1]) for t in STUDY_TYPES], dtype=object)
+    studies = pd.DataFrame({
+        "subject_id": sids[pat_of], "study_id": study_id_pool, "study_order": order.astype(np.int64),
+        "StudyDate": study_date, "StudyTime": study_time, "study_type": st_names[type_idx],
+        "views": st_views[type_idx], "age_at_study": age.astype(np.int64),
+        "vqa_split": vqa_split[pat_of], "jpg_split": jpg_split[pat_of],
+    })
     findings = pd.DataFrame(finding_rows, columns=["subject_id", "study_id", "finding", "side", "zone", "level", "level_rank"])
     images = _build_images(rng, studies)
     images, defects = _plant_defects(rng, pat, studies, images)
@@ -221,16 +231,17 @@ def _plant_defects(rng, pat, studies, images):
     pa = (images["true_view"] == "PA").to_numpy()
 
     def pick(mask, count):
-        cand = [i for i in np.flatnonzero(mask) if i not in used]
-        if not cand:
+        cand = np.setdiff1d(np.flatnonzero(mask), np.fromiter(used, dtype=np.int64, count=len(used)))
+        if not len(cand):
             return []
         chosen = sorted(rng.choice(cand, size=min(count, len(cand)), replace=False).tolist())
         used.update(chosen)
         return chosen
 
+    subj_col, study_col, dicom_col = (images[c].to_numpy() for c in ("subject_id", "study_id", "dicom_id"))
+
     def add(i, kind, detail):
-        r = images.loc[i]
-        defects.append((kind, int(r.subject_id), int(r.study_id), r.dicom_id, detail))
+        defects.append((kind, int(subj_col[i]), int(study_col[i]), dicom_col[i], detail))
 
     scale_n = max(1, m // 400)
     for i in pick(later & pa, scale_n):  # left-right mirrored

@@ -64,6 +64,7 @@ rule views_pa:
     params:
         code=code_version("views"),
         lateral_threshold=VIEWS_CFG["lateral_threshold"],
+        use_procedure=VIEWS_CFG["use_procedure"],
     log:
         f"{LOGS}/views_pa.log",
     resources:

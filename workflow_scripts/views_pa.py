@@ -12,6 +12,7 @@ decide_pa(
     snakemake.input.scores,  # noqa: F821
     snakemake.output.pa,  # noqa: F821
     lateral_threshold=snakemake.params.lateral_threshold,  # noqa: F821
+    use_procedure=snakemake.params.use_procedure,  # noqa: F821
     ledger_path=snakemake.output.ledger,  # noqa: F821
     counts_path=snakemake.output.counts,  # noqa: F821
 )

@@ -1,7 +1,7 @@
 """A tiny frontal-vs-lateral CNN trained on the dataset's own metadata view labels.
 
 For users and demos without the torchxrayvision weights (``views.backend: trained``). Input:
-64×64 grey images scaled to [0, 1]. Labels: ``ViewPosition`` in PA/AP → frontal (0), LATERAL/LL →
+64×64 grey images, each standardised (zero mean, unit variance). Labels: ``ViewPosition`` in PA/AP → frontal (0), LATERAL/LL →
 lateral (1); other or missing views are not used for training. Seeded, single-threaded, so the
 same data and config give the same weights.
 """
@@ -29,8 +29,8 @@ class TinyViewCNN(nn.Module):
         self.net = nn.Sequential(
             nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(), nn.Linear(32, 2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(), nn.Linear(32 * 16, 2),  # keeps the layout (lateral vs frontal is a layout)
         )
 
     def forward(self, x):
@@ -40,11 +40,12 @@ class TinyViewCNN(nn.Module):
 def batch(arrs: list[np.ndarray]) -> torch.Tensor:
     from instructx2x.registration import resize
 
-    x = np.stack([resize(a, INPUT_SIZE).astype(np.float32) / 255.0 for a in arrs])
+    x = np.stack([resize(a, INPUT_SIZE).astype(np.float32) for a in arrs])
+    x = (x - x.mean(axis=(1, 2), keepdims=True)) / (x.std(axis=(1, 2), keepdims=True) + 1.0)  # per-image standardised
     return torch.from_numpy(x)[:, None]
 
 
-def train(images_path, out_path, *, seed: int = 0, epochs: int = 30, max_images: int = 4000, lr: float = 0.01) -> dict:
+def train(images_path, out_path, *, seed: int = 0, epochs: int = 30, max_images: int = 4000, lr: float = 0.003) -> dict:
     """Train on metadata labels of ``images.parquet``; unreadable images are skipped."""
     from instructx2x.registration import UnreadableImage, read_gray
 

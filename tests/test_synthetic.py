@@ -159,3 +159,41 @@ def test_deterministic(tmp_path, demo_dataset):
     generate_dataset(tmp_path, patients=16, seed=7, tables_only=True)
     for rel in HEADERS:
         assert (tmp_path / rel).read_bytes() == (demo_dataset / rel).read_bytes(), rel
+
+
+def _patient(**kw):
+    p = dict(lung_template=0, race_group="white", habitus=1.0, gender="M", age=50)
+    p.update(kw)
+    return p
+
+
+def test_left_finding_is_drawn_on_image_right():
+    from instructx2x.synthetic import phantom
+
+    base = phantom.render_frontal(_patient(), [], "PA", 1)
+    eff = phantom.render_frontal(_patient(), [dict(finding="pleural effusion", side="left", zone=None, level_rank=2)], "PA", 1)
+    diff = eff - base
+    half = diff.shape[1] // 2
+    assert diff[:, half:].sum() > 10 * abs(diff[:, :half].sum())
+    # a larger level draws a larger effusion
+    small = phantom.render_frontal(_patient(), [dict(finding="pleural effusion", side="left", zone=None, level_rank=0)], "PA", 1)
+    assert (small - base).sum() < diff.sum()
+
+
+def test_identity_traits_change_the_image():
+    from instructx2x.synthetic import phantom
+
+    ref = phantom.render_frontal(_patient(), [], "PA", 1)
+    for change in (dict(gender="F"), dict(age=85), dict(race_group="black")):
+        other = phantom.render_frontal(_patient(**change), [], "PA", 1)
+        assert np.abs(other - ref).mean() > 0.002, change
+
+
+@pytest.mark.slow
+def test_full_generation_is_byte_identical(tmp_path, demo_dataset):
+    out = tmp_path / "again"
+    generate_dataset(out, patients=16, seed=7)
+    for name in ("mimic-cxr-jpg", "mimic-cxr", "medical-diff-vqa", "ms-cxr", "mimiciv"):
+        version = next((demo_dataset / "physionet.org/files" / name).iterdir()).name
+        rel = f"physionet.org/files/{name}/{version}/SHA256SUMS.txt"
+        assert (out / rel).read_bytes() == (demo_dataset / rel).read_bytes(), rel

@@ -114,16 +114,22 @@ def generate_dataset(out_dir, patients: int = 60, seed: int = 7, tables_only: bo
     return manifest
 
 
-def _labels(fl: list[dict], neg: list[str]) -> dict:
-    row = {c: np.nan for c in CHEXPERT_COLUMNS}
-    spec = {s.name: s.chexpert for s in FINDINGS}
-    for n in neg:
-        row[spec[n]] = 0.0
-    for f in fl:
-        row[spec[f["finding"]]] = 1.0
-    if not fl:
-        row["No Finding"] = 1.0
-    return row
+def _label_frame(studies, frec, neg_by_study) -> pd.DataFrame:
+    """CheXpert-style labels of every study (row order of ``studies``), vectorised over studies."""
+    col = {s.name: CHEXPERT_COLUMNS.index(s.chexpert) for s in FINDINGS}
+    sids = studies["study_id"].tolist()
+    lab = np.full((len(sids), len(CHEXPERT_COLUMNS)), np.nan)
+    no_finding = CHEXPERT_COLUMNS.index("No Finding")
+    for r, s in enumerate(sids):
+        for n in neg_by_study[s]:
+            lab[r, col[n]] = 0.0
+        fl = frec.get(s)
+        if fl:
+            for f in fl:
+                lab[r, col[f["finding"]]] = 1.0
+        else:
+            lab[r, no_finding] = 1.0
+    return pd.DataFrame(lab, columns=CHEXPERT_COLUMNS)
 
 
 def _write_mimic_cxr_jpg_tables(root: Path, studies, images, frec, neg_by_study) -> None:
@@ -145,7 +151,7 @@ def _write_mimic_cxr_jpg_tables(root: Path, studies, images, frec, neg_by_study)
     split = pd.DataFrame({"dicom_id": img["dicom_id"], "study_id": img["study_id"], "subject_id": img["subject_id"],
                           "split": img["study_id"].map(st["jpg_split"])})
     tables.write_csv_gz(split, root / "mimic-cxr-2.0.0-split.csv.gz")
-    lab = pd.DataFrame([_labels(frec.get(s, []), neg_by_study[s]) for s in studies["study_id"]], columns=CHEXPERT_COLUMNS)
+    lab = _label_frame(studies, frec, neg_by_study)
     chex = pd.concat([studies[["subject_id", "study_id"]].reset_index(drop=True), lab], axis=1)
     tables.write_csv_gz(chex, root / "mimic-cxr-2.0.0-chexpert.csv.gz")
     tables.write_csv_gz(chex, root / "mimic-cxr-2.0.0-negbio.csv.gz")
@@ -183,7 +189,7 @@ def _mimic_all(studies, images, frec, neg_by_study) -> pd.DataFrame:
     # first frontal image of the study, else its first image
     chosen = img.assign(_f=~frontal.to_numpy(), _m=meaning).sort_values(["study_id", "_f"], kind="stable").drop_duplicates("study_id")
     chosen = chosen.set_index("study_id")
-    lab = pd.DataFrame([_labels(frec.get(s, []), neg_by_study[s]) for s in studies["study_id"]], columns=CHEXPERT_COLUMNS)
+    lab = _label_frame(studies, frec, neg_by_study)
     out = pd.concat([studies[["subject_id", "study_id"]].reset_index(drop=True), lab], axis=1)
     out["dicom_id"] = out["study_id"].map(chosen["dicom_id"])
     out["view"] = out["study_id"].map(chosen["_m"])

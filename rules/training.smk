@@ -25,6 +25,7 @@ rule training_prepare:
         f"{LOGS}/training_prepare.log",
     benchmark:
         f"{BENCH}/training_prepare.tsv"
+    threads: 1
     resources:
         mem_mb=16000,
         runtime=60,
@@ -51,6 +52,7 @@ rule training_latents:
         f"{LOGS}/training_latents.log",
     benchmark:
         f"{BENCH}/training_latents.tsv"
+    threads: 1
     resources:
         mem_mb=16000,
         runtime=120,
@@ -75,7 +77,7 @@ rule training_train:
         f"{LOGS}/training_train.log",
     benchmark:
         f"{BENCH}/training_train.tsv"
-    threads: 2
+    threads: TRAIN["cpus_per_gpu"] if TRAIN_GPUS else TRAIN["cpu_threads"]
     resources:
         gpu=TRAIN_GPUS,
         tasks=max(1, TRAIN_GPUS) * TRAIN["num_nodes"],

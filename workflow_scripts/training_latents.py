@@ -2,11 +2,14 @@
 import logging
 import sys
 
+import torch
+
 from instructx2x.ledger import Ledger
 from instructx2x.training.latents import cache_latents
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
 sys.stderr = open(snakemake.log[0], "a")  # noqa: F821
+torch.set_num_threads(snakemake.threads)  # noqa: F821  (oversubscribed CPU threads are many times slower)
 
 ledger = Ledger("training")
 p = snakemake.params  # noqa: F821

@@ -2,10 +2,13 @@
 import logging
 import sys
 
+import torch
+
 from instructx2x.training.prepare import prepare
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
 sys.stderr = open(snakemake.log[0], "a")  # noqa: F821
+torch.set_num_threads(snakemake.threads)  # noqa: F821  (oversubscribed CPU threads are many times slower)
 
 prepare(snakemake.input.instructions, snakemake.output.init, dict(snakemake.params.model),  # noqa: F821
         int(snakemake.params.seed), int(snakemake.params.resolution))  # noqa: F821

@@ -44,9 +44,9 @@ def pretrain_vae(vae, images: torch.Tensor, steps: int, batch: int, lr: float, k
         opt.zero_grad()
         loss.backward()
         opt.step()
-        history.append(float(mse))
+        history.append(mse.item())
         if step % 25 == 0 or step == steps - 1:
-            log.info("vae step %d mse %.4f kl %.3f", step, float(mse), float(kl))
+            log.info("vae step %d mse %.4f kl %.3f", step, mse.item(), kl.item())
     vae.eval()
     with torch.no_grad():
         lat = torch.cat([vae.encode(images[i:i + 32]).latent_dist.mode() for i in range(0, len(images), 32)])

@@ -173,7 +173,7 @@ class TrainedEvaluator:
     feature_dim = SmallEvaluatorCNN.feature_dim
 
     def __init__(self, model_path, batch_size: int = 64):
-        blob = torch.load(model_path, map_location="cpu", weights_only=False)
+        blob = torch.load(model_path, map_location="cpu", weights_only=True)
         self.model = SmallEvaluatorCNN()
         self.model.load_state_dict(blob["state_dict"])
         self.model.eval()

@@ -56,7 +56,7 @@ class LatentDataModule(L.LightningDataModule):
         self.cache_path, self.batch_size, self.seed, self.num_workers = cache_path, batch_size, seed, num_workers
 
     def setup(self, stage=None):
-        cache = torch.load(self.cache_path, weights_only=False)
+        cache = torch.load(self.cache_path, weights_only=True)
         self.train, self.val = LatentPairs(cache, "train"), LatentPairs(cache, "val")
         if len(self.train) == 0:
             raise ValueError(f"{self.cache_path}: no train latents")

@@ -38,7 +38,7 @@ test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
 test-slurm: $(STAMP)
-	$(BIN)/python -m pytest -q -m slurm
+	$(BIN)/python -m pytest -q -rs -m slurm
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint --profile profiles/local

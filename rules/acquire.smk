@@ -22,6 +22,9 @@ if config["source"] == "physionet":
             f"{LOGS}/acquire/physionet_tables.log",
         benchmark:
             f"{BENCH}/acquire/physionet_tables.tsv"
+        resources:
+            mem_mb=lambda wildcards, attempt: 2000 * attempt,
+            runtime=lambda wildcards, attempt: 120 * attempt,
         localrule: True
         script:
             "../workflow_scripts/acquire_tables.py"
@@ -42,6 +45,9 @@ if config["source"] == "physionet":
             f"{LOGS}/acquire/physionet_images.log",
         benchmark:
             f"{BENCH}/acquire/physionet_images.tsv"
+        resources:
+            mem_mb=lambda wildcards, attempt: 4000 * attempt,
+            runtime=lambda wildcards, attempt: 720 * attempt,
         localrule: True
         script:
             "../workflow_scripts/acquire_images.py"
@@ -64,7 +70,8 @@ elif config["source"] == "local":
         benchmark:
             f"{BENCH}/acquire/local_manifest.tsv"
         resources:
-            runtime=120,
+            mem_mb=lambda wildcards, attempt: 4000 * attempt,
+            runtime=lambda wildcards, attempt: 120 * attempt,
         script:
             "../workflow_scripts/acquire_local.py"
 

@@ -16,9 +16,10 @@ if config["source"] == "demo":
             f"{LOGS}/demo_data.log",
         benchmark:
             f"{BENCH}/demo_data.tsv"
+        threads: 1
         resources:
-            mem_mb=4000,
-            runtime=30,
+            mem_mb=lambda wildcards, attempt: 4000 * attempt,
+            runtime=lambda wildcards, attempt: 30 * attempt,
         script:
             "../workflow_scripts/demo_data.py"
 

@@ -48,6 +48,9 @@ rule inference_records:
         code=code_version("inference"),
     log:
         f"{LOGS}/inference_records.log",
+    resources:
+        mem_mb=lambda wildcards, attempt: 2000 * attempt,
+        runtime=10,
     conda:
         "../envs/model.yaml"
     script:

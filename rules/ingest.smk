@@ -25,7 +25,7 @@ rule ingest:
         "../envs/acquire.yaml"
     resources:
         mem_mb=lambda wildcards, attempt: 8000 * attempt,
-        runtime=60,
+        runtime=lambda wildcards, attempt: 60 * attempt,
     script:
         "../workflow_scripts/ingest_tables.py"
 

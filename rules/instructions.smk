@@ -27,7 +27,7 @@ rule instructions_operations:
         "../envs/preprocess.yaml"
     resources:
         mem_mb=lambda wildcards, attempt: 8000 * attempt,
-        runtime=30,
+        runtime=lambda wildcards, attempt: 30 * attempt,
     script:
         "../workflow_scripts/instructions_operations.py"
 
@@ -50,6 +50,9 @@ rule instructions_build:
         seed=INSTR["split_seed"] if INSTR["split_seed"] is not None else config["seed"],
     log:
         f"{LOGS}/instructions_build.log",
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 20 * attempt,
     conda:
         "../envs/preprocess.yaml"
     script:
@@ -65,6 +68,9 @@ rule instructions_export:
         code=code_version("instructions.build"),
     log:
         f"{LOGS}/instructions_export.log",
+    resources:
+        mem_mb=2000,
+        runtime=lambda wildcards, attempt: 30 * attempt,
     conda:
         "../envs/preprocess.yaml"
     script:

@@ -25,6 +25,10 @@ rule masks:
         resolution=MASKS_RESOLUTION,
     log:
         f"{LOGS}/masks.log",
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 20 * attempt,
     conda:
         "../envs/model.yaml"
     script:

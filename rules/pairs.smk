@@ -17,7 +17,7 @@ rule pairs:
         f"{LOGS}/pairs.log",
     resources:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,
-        runtime=20,
+        runtime=lambda wildcards, attempt: 20 * attempt,
     script:
         "../workflow_scripts/pairs_build.py"
 

@@ -35,6 +35,9 @@ rule provenance:
         repo=workflow.basedir,
     log:
         f"{LOGS}/provenance.log",
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 60 * attempt,
     script:
         "../workflow_scripts/provenance_write.py"
 

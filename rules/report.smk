@@ -61,6 +61,9 @@ rule report:
         "../envs/model.yaml"
     log:
         f"{LOGS}/report.log",
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 20 * attempt,
     script:
         "../workflow_scripts/report_build.py"
 

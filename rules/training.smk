@@ -9,6 +9,11 @@ TRAIN_GPUS = 0 if TRAIN["accelerator"] == "cpu" else TRAIN["devices"]
 MODEL_PIPELINE = results("model/pipeline")
 MODEL_METRICS = results("model/metrics.csv")
 MODEL_LOSS_PNG = results("model/loss_curve.png")
+# What training computes with: the training section without the keys that only size the job
+# (changing mem_mb or runtime for a cluster must not retrain the model).
+TRAIN_RESOURCE_KEYS = ("cpu_threads", "cpus_per_gpu", "mem_mb", "runtime")
+TRAIN_SETTINGS = {k: v for k, v in TRAIN.items() if k not in TRAIN_RESOURCE_KEYS}
+TRAIN_CODE = code_version("training.module", "training.train", "model")
 
 
 rule training_prepare:
@@ -27,8 +32,8 @@ rule training_prepare:
         f"{BENCH}/training_prepare.tsv"
     threads: 1
     resources:
-        mem_mb=16000,
-        runtime=60,
+        mem_mb=lambda wildcards, attempt: 16000 * attempt,
+        runtime=lambda wildcards, attempt: 60 * attempt,
     script:
         "../workflow_scripts/training_prepare.py"
 
@@ -54,8 +59,8 @@ rule training_latents:
         f"{BENCH}/training_latents.tsv"
     threads: 1
     resources:
-        mem_mb=16000,
-        runtime=120,
+        mem_mb=lambda wildcards, attempt: 16000 * attempt,
+        runtime=lambda wildcards, attempt: 120 * attempt,
     script:
         "../workflow_scripts/training_latents.py"
 
@@ -69,8 +74,10 @@ rule training_train:
         metrics=MODEL_METRICS,
         loss_png=MODEL_LOSS_PNG,
     params:
-        code=code_version("training.module", "training.train", "model"),
-        training=TRAIN,
+        code=TRAIN_CODE,
+        # The code version is also in the settings train() fingerprints its checkpoints with: after
+        # a code edit the job re-runs and starts afresh, never resuming the old code's last.ckpt.
+        training={**TRAIN_SETTINGS, "code": TRAIN_CODE},
         out_dir=results("model"),
         seed=config["seed"],
     log:
@@ -83,8 +90,8 @@ rule training_train:
         tasks=max(1, TRAIN_GPUS) * TRAIN["num_nodes"],
         nodes=TRAIN["num_nodes"],
         cpus_per_gpu=TRAIN["cpus_per_gpu"] if TRAIN_GPUS else 0,
-        mem_mb=TRAIN["mem_mb"],
-        runtime=TRAIN["runtime"],
+        mem_mb=lambda wildcards, attempt: TRAIN["mem_mb"] * attempt,
+        runtime=lambda wildcards, attempt: TRAIN["runtime"] * attempt,
     script:
         "../workflow_scripts/training_train.py"
 

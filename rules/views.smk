@@ -26,7 +26,7 @@ rule views_train:
     threads: 1
     resources:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,
-        runtime=60,
+        runtime=lambda wildcards, attempt: 60 * attempt,
     script:
         "../workflow_scripts/views_train.py"
 

@@ -17,6 +17,7 @@ apply_gate(
         mi_threshold=snakemake.params.mi_threshold,  # noqa: F821
         mirror_margin=snakemake.params.mirror_margin,  # noqa: F821
         ncc_min=snakemake.params.ncc_min,  # noqa: F821
+        structure_ncc_min=snakemake.params.structure_ncc_min,  # noqa: F821
     ),
     ledger_path=snakemake.output.ledger,  # noqa: F821
     counts_path=snakemake.output.counts,  # noqa: F821

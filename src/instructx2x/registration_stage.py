@@ -6,7 +6,8 @@
   as PNGs, and one row per pair. An unreadable image or a failing registration gives a row with
   ``status = failed`` and its reason; the shard goes on.
 - ``gather``: the shard tables concatenated (sorted by ``pair_id``) → ``registration.parquet``.
-- ``apply_gate``: the cheap decision (MI gate, mirror check, wrong-patient check) →
+- ``apply_gate``: the cheap decision (MI gate, mirror check, wrong-patient check: ``ncc`` and
+  ``structure_ncc``) →
   ``accepted_pairs.parquet`` and ``pair_fates.parquet`` (every Diff-VQA pair and its fate,
   including those set aside by the pairs stage), with ledger and counts.
 - ``montage``: a PNG grid of kept and rejected pairs (past | aligned current | checkerboard).
@@ -37,9 +38,9 @@ log = logging.getLogger(__name__)
 
 RESULT_COLUMNS = [
     "pair_id", "shard", "status", "mi", "angle_rad", "scale", "tx", "ty", "center_x", "center_y",
-    "mirror_mi", "ncc", "resolution", "aligned_current_path", "past_path", "reason",
+    "mirror_mi", "ncc", "structure_ncc", "resolution", "aligned_current_path", "past_path", "reason",
 ]
-FLOAT_COLUMNS = ["mi", "angle_rad", "scale", "tx", "ty", "center_x", "center_y", "mirror_mi", "ncc"]
+FLOAT_COLUMNS = ["mi", "angle_rad", "scale", "tx", "ty", "center_x", "center_y", "mirror_mi", "ncc", "structure_ncc"]
 
 
 def _empty_row(pair_id, shard, resolution, reason):
@@ -114,13 +115,13 @@ def apply_gate(registration_path, pairs_ledger_path, accepted_path, fates_path, 
     ledger = Ledger("registration_gate")
     ok = reg[reg["status"] == "ok"]
     for r in ok[ok["gate_reason"] != ""].itertuples(index=False):
-        ledger.set_aside("pair", r.pair_id, r.gate_reason, f"mi={r.mi:.4f} mirror_mi={r.mirror_mi:.4f} ncc={r.ncc:.4f}")
+        ledger.set_aside("pair", r.pair_id, r.gate_reason, _detail(r))
     n = len(ok)
     after_mi = ok[ok["gate_reason"] != "mi gate"]
     after_mirror = after_mi[after_mi["gate_reason"] != "mirror suspected"]
     ledger.count("mi gate", n, len(after_mi), f"mi <= {gate.mi_threshold}")
     ledger.count("mirror check", len(after_mi), len(after_mirror), f"mirror_mi >= mi - {gate.mirror_margin}")
-    ledger.count("same-patient check", len(after_mirror), len(accepted), f"ncc >= {gate.ncc_min}")
+    ledger.count("same-patient check", len(after_mirror), len(accepted), f"ncc >= {gate.ncc_min} and structure_ncc >= {gate.structure_ncc_min}")
     if ledger_path:
         ledger.write(ledger_path, counts_path)
 
@@ -132,10 +133,14 @@ def apply_gate(registration_path, pairs_ledger_path, accepted_path, fates_path, 
             fates.append({"pair_id": r.pair_id, "stage": "registration", "fate": reason, "detail": detail})
         else:
             fates.append({"pair_id": r.pair_id, "stage": "registration_gate", "fate": r.gate_reason or "kept",
-                          "detail": f"mi={r.mi:.4f} mirror_mi={r.mirror_mi:.4f} ncc={r.ncc:.4f}"})
+                          "detail": _detail(r)})
     fates_df = pd.DataFrame(fates, columns=["pair_id", "stage", "fate", "detail"]).sort_values("pair_id", kind="stable")
     write_parquet(fates_df, fates_path)
     return fates_df
+
+
+def _detail(r) -> str:
+    return f"mi={r.mi:.4f} mirror_mi={r.mirror_mi:.4f} ncc={r.ncc:.4f} structure_ncc={r.structure_ncc:.4f}"
 
 
 def _checkerboard(a: np.ndarray, b: np.ndarray, tiles: int = 8) -> np.ndarray:
@@ -170,7 +175,7 @@ def montage(registration_path, fates_path, out_path, *, per_group: int = 4) -> N
         cur = np.asarray(Image.open(r["aligned_current_path"]).convert("L"))
         for j, (img, title) in enumerate(((past, "past"), (cur, "current aligned"), (_checkerboard(past, cur), "checkerboard"))):
             axes[i, j].imshow(img, cmap="gray", vmin=0, vmax=255)
-            axes[i, j].set_title(title if j else f"{f.fate} | {f.pair_id}\nMI {r['mi']:.2f} ncc {r['ncc']:.2f}", fontsize=6)
+            axes[i, j].set_title(title if j else f"{f.fate} | {f.pair_id}\nMI {r['mi']:.2f} ncc {r['ncc']:.2f} str {r['structure_ncc']:.2f}", fontsize=6)
     if len(chosen) == 0:
         axes[0, 1].text(0.5, 0.5, "no registered pairs", ha="center")
     fig.tight_layout()

@@ -30,6 +30,8 @@ start() {
     apt-get install -y -qq --no-install-recommends slurmctld slurmd slurm-client munge >/dev/null
   fi
   if [ -d /run/systemd/system ]; then systemctl stop slurmd slurmctld munge 2>/dev/null || true; fi
+  # a cluster left running (an earlier start without stop): restart it with a fresh config and state
+  stop_pidfile /run/slurm/slurmd.pid; stop_pidfile /run/slurm/slurmctld.pid
   local node hw mem
   node=$(hostname -s)
   mem=$(awk '/MemTotal/{printf "%d", $2/1024*0.9}' /proc/meminfo)
@@ -85,15 +87,25 @@ CONF
   echo "slurm-ci: cluster up (node $node, partition $PARTITION)"
 }
 
-stop() {
-  scancel --user="$(id -un)" 2>/dev/null || true
-  for pidfile in "${PIDS[@]}"; do
-    [ -f "$pidfile" ] || continue
-    pid=$(cat "$pidfile")
-    kill -TERM "$pid" 2>/dev/null || continue
+stop_pidfile() {  # SIGTERM the daemon of one PID file, SIGKILL that PID only after 20 s
+  local pidfile=$1 pid
+  [ -f "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  [ -n "$pid" ] || return 0
+  if kill -TERM "$pid" 2>/dev/null; then
     for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
     kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-  done
+  fi
+  rm -f "$pidfile"
+}
+
+stop() {
+  scancel --user="$(id -un)" 2>/dev/null || true
+  for pidfile in "${PIDS[@]}"; do stop_pidfile "$pidfile"; done
+  # Without a controller, `scontrol show config` waits 9 s for it, and snakemake-executor-plugin-slurm
+  # runs that at import, so EVERY later snakemake call (local ones too) would start 9-10 s slower.
+  # With no slurm.conf it fails at once. `start` writes a fresh one.
+  [ -f /etc/slurm/slurm.conf ] && mv -f /etc/slurm/slurm.conf /etc/slurm/slurm.conf.stopped
   echo "slurm-ci: stopped"
 }
 

@@ -28,3 +28,36 @@ def results(path):
 # Each rule file appends the ledger files (results/ledger/<stage>.tsv) its rules write; the
 # `ledger` rule merges them into one table a person can read.
 LEDGERS = []
+
+
+# Input functions of the stage rules (kept here so rule files hold rules only; they read the
+# stage constants defined in each rule file, at DAG-building time).
+def _views_score_inputs(wildcards):
+    inputs = {"images": results("tables/images.parquet")}
+    if VIEWS_CFG["backend"] == "trained":
+        inputs["model"] = results("views/view_model.pt")
+    return inputs
+
+
+def _produced(path):
+    return any(path in [str(f) for f in r.output] for r in workflow.rules)
+
+
+def _report_inputs(wildcards):
+    inputs = {"metrics": EVAL_METRICS, "records": INFER_RECORDS, "variations": results("report/variations.png")}
+    inputs.update({k: p for k, p in REPORT_OPTIONAL.items() if _produced(p)})
+    inputs["counts"] = [p.replace(".tsv", ".counts.tsv") for p in LEDGERS if _produced(p.replace(".tsv", ".counts.tsv"))]
+    return inputs
+
+
+def provenance_inputs(wildcards):
+    """Every final output of the DAG except the report, which itself shows the audit."""
+    return [t for t in ALL_TARGETS if not t.startswith(results("report/")) and t not in PROVENANCE_FILES]
+
+
+def _evaluation_inputs(wildcards):
+    inputs = {"records": INFER_RECORDS, "tables": EVAL_TABLES}
+    if EVAL["backend"] == "trained":
+        inputs["model"] = results("evaluation/trained_evaluator.pt")
+        inputs["info"] = results("evaluation/trained_evaluator.json")
+    return inputs

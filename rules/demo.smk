@@ -20,6 +20,8 @@ if config["source"] == "demo":
         resources:
             mem_mb=lambda wildcards, attempt: 4000 * attempt,
             runtime=lambda wildcards, attempt: 30 * attempt,
+        conda:
+            "../envs/preprocess.yaml"
         script:
             "../workflow_scripts/demo_data.py"
 

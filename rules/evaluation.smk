@@ -5,14 +5,6 @@ EVAL_METRICS = results("report/metrics.json")
 EVAL_TABLES = [results(f"tables/{t}.parquet") for t in ("studies", "patients", "admissions")]
 
 
-def _evaluation_inputs(wildcards):
-    inputs = {"records": INFER_RECORDS, "tables": EVAL_TABLES}
-    if EVAL["backend"] == "trained":
-        inputs["model"] = results("evaluation/trained_evaluator.pt")
-        inputs["info"] = results("evaluation/trained_evaluator.json")
-    return inputs
-
-
 rule evaluation_train:
     input:
         instructions=results("instructions/instructions.parquet"),

@@ -18,6 +18,8 @@ rule pairs:
     resources:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,
         runtime=lambda wildcards, attempt: 20 * attempt,
+    conda:
+        "../envs/preprocess.yaml"
     script:
         "../workflow_scripts/pairs_build.py"
 

@@ -12,11 +12,6 @@ PROVENANCE_FILES = [
 ]
 
 
-def provenance_inputs(wildcards):
-    """Every final output of the DAG except the report, which itself shows the audit."""
-    return [t for t in ALL_TARGETS if not t.startswith(results("report/")) and t not in PROVENANCE_FILES]
-
-
 onstart:
     from instructx2x.provenance import record_invocation
 
@@ -38,6 +33,8 @@ rule provenance:
     resources:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,
         runtime=lambda wildcards, attempt: 60 * attempt,
+    conda:
+        "../envs/acquire.yaml"
     script:
         "../workflow_scripts/provenance_write.py"
 

@@ -25,6 +25,8 @@ rule registration_shard:
     resources:
         mem_mb=lambda wildcards, attempt: 2000 * attempt,
         runtime=lambda wildcards, attempt: 240 * attempt,
+    conda:
+        "../envs/preprocess.yaml"
     script:
         "../workflow_scripts/registration_shard.py"
 
@@ -43,6 +45,8 @@ rule registration_gather:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/preprocess.yaml"
     script:
         "../workflow_scripts/registration_gather.py"
 
@@ -67,6 +71,8 @@ rule registration_gate:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/preprocess.yaml"
     script:
         "../workflow_scripts/registration_gate.py"
 
@@ -86,6 +92,8 @@ rule registration_montage:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/preprocess.yaml"
     script:
         "../workflow_scripts/registration_montage.py"
 

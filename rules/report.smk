@@ -11,17 +11,6 @@ REPORT_OPTIONAL = {
 }
 
 
-def _produced(path):
-    return any(path in [str(f) for f in r.output] for r in workflow.rules)
-
-
-def _report_inputs(wildcards):
-    inputs = {"metrics": EVAL_METRICS, "records": INFER_RECORDS, "variations": results("report/variations.png")}
-    inputs.update({k: p for k, p in REPORT_OPTIONAL.items() if _produced(p)})
-    inputs["counts"] = [p.replace(".tsv", ".counts.tsv") for p in LEDGERS if _produced(p.replace(".tsv", ".counts.tsv"))]
-    return inputs
-
-
 rule report_variations:
     input:
         records=INFER_RECORDS,

@@ -34,6 +34,8 @@ rule training_prepare:
     resources:
         mem_mb=lambda wildcards, attempt: 16000 * attempt,
         runtime=lambda wildcards, attempt: 60 * attempt,
+    conda:
+        "../envs/model.yaml"
     script:
         "../workflow_scripts/training_prepare.py"
 
@@ -61,6 +63,8 @@ rule training_latents:
     resources:
         mem_mb=lambda wildcards, attempt: 16000 * attempt,
         runtime=lambda wildcards, attempt: 120 * attempt,
+    conda:
+        "../envs/model.yaml"
     script:
         "../workflow_scripts/training_latents.py"
 
@@ -92,6 +96,8 @@ rule training_train:
         cpus_per_gpu=TRAIN["cpus_per_gpu"] if TRAIN_GPUS else 0,
         mem_mb=lambda wildcards, attempt: TRAIN["mem_mb"] * attempt,
         runtime=lambda wildcards, attempt: TRAIN["runtime"] * attempt,
+    conda:
+        "../envs/model.yaml"
     script:
         "../workflow_scripts/training_train.py"
 

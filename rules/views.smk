@@ -2,13 +2,6 @@
 VIEWS_CFG = config["views"]
 
 
-def _views_score_inputs(wildcards):
-    inputs = {"images": results("tables/images.parquet")}
-    if VIEWS_CFG["backend"] == "trained":
-        inputs["model"] = results("views/view_model.pt")
-    return inputs
-
-
 rule views_train:
     input:
         images=results("tables/images.parquet"),
@@ -27,6 +20,8 @@ rule views_train:
     resources:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,
         runtime=lambda wildcards, attempt: 60 * attempt,
+    conda:
+        "../envs/preprocess.yaml"
     script:
         "../workflow_scripts/views_train.py"
 
@@ -49,6 +44,8 @@ rule views_score:
     resources:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,
         runtime=lambda wildcards, attempt: 120 * attempt,
+    conda:
+        "../envs/preprocess.yaml"
     script:
         "../workflow_scripts/views_score.py"
 
@@ -70,6 +67,8 @@ rule views_pa:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/preprocess.yaml"
     script:
         "../workflow_scripts/views_pa.py"
 

@@ -69,6 +69,26 @@ def test_resume_equals_uninterrupted_run(prepared, tmp_path):
     assert (tmp_path / "full" / "loss_curve.png").stat().st_size > 0
 
 
+def test_resume_from_a_mid_epoch_checkpoint_equals_uninterrupted_run(prepared, tmp_path):
+    """2 steps per epoch, checkpoint every step, interrupted after step 3 (the middle of epoch 1):
+    the resumed run trains on the rest of that epoch's permutation, not on a restarted epoch."""
+    tmp, cfg, _, _ = prepared
+    tcfg = dict(cfg["training"], batch_size=10, steps=6, checkpoint_every=1, keep_checkpoints=2)
+    full = train(tmp / "init", tmp / "lat.pt", tmp_path / "full", tcfg, 0)
+    part = train(tmp / "init", tmp / "lat.pt", tmp_path / "res", tcfg, 0, max_steps=3)
+    assert part["optimizer_steps"] == 3
+    state = torch.load(tmp_path / "res" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert state["global_step"] == 3 and state["epoch"] == 1  # mid-epoch: one of epoch 1's two batches done
+    resumed = train(tmp / "init", tmp / "lat.pt", tmp_path / "res", tcfg, 0)
+    assert resumed["resumed"] and resumed["optimizer_steps"] == full["optimizer_steps"] == 6
+    a, b = _unet_state(tmp_path / "full" / "pipeline"), _unet_state(tmp_path / "res" / "pipeline")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+    m_full, m_res = pd.read_csv(tmp_path / "full" / "metrics.csv"), pd.read_csv(tmp_path / "res" / "metrics.csv")
+    assert m_res["step"].tolist() == list(range(6))
+    np.testing.assert_allclose(m_res["train_loss"], m_full["train_loss"], rtol=1e-5)
+
+
 def test_export_loads_in_diffusers_and_edits(prepared, tmp_path):
     from diffusers import StableDiffusionInstructPix2PixPipeline
     from PIL import Image

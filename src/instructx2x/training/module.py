@@ -34,20 +34,54 @@ class LatentPairs(Dataset):
 
 
 class EpochSampler(torch.utils.data.Sampler):
-    """A seeded permutation per epoch (Lightning calls ``set_epoch``): a resumed run sees the same order."""
+    """A seeded permutation per epoch (Lightning calls ``set_epoch``): a resumed run sees the same order.
+
+    ``skip(epoch, n)`` makes the next pass over ``epoch`` start after its first ``n`` indices: what a
+    run resumed from a mid-epoch checkpoint needs to see the rest of that epoch's batches, in order.
+    """
 
     def __init__(self, n: int, seed: int):
         self.n, self.seed, self.epoch = n, seed, 0
+        self._skip: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int):
         self.epoch = epoch
+
+    def skip(self, epoch: int, n: int) -> None:
+        self._skip = (epoch, n) if n > 0 else None
 
     def __len__(self):
         return self.n
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed + 1009 * self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
+        order = torch.randperm(self.n, generator=g).tolist()
+        if self._skip is not None and self._skip[0] == self.epoch:
+            order = order[self._skip[1]:]
+            self._skip = None
+        return iter(order)
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader with Lightning's ``state_dict``/``load_state_dict`` interface.
+
+    The state is the epoch and the number of its batches already trained on, read from the
+    trainer's own batch progress when the checkpoint is written (the data fetcher prefetches, so
+    counting yielded batches would be one ahead). On load, the sampler skips those batches: a run
+    resumed from a mid-epoch checkpoint continues with the next batch of the same permutation,
+    exactly as the uninterrupted run did. Single-process only: under DDP Lightning re-wraps the
+    sampler and resumes such checkpoints without this skip (its documented behaviour).
+    """
+
+    progress = None  # set by the data module: () -> (epoch, batches done in it)
+
+    def state_dict(self) -> dict:
+        epoch, done = self.progress() if self.progress is not None else (self.sampler.epoch, 0)
+        return {"epoch": int(epoch), "batches_done": int(done)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if isinstance(self.sampler, EpochSampler):
+            self.sampler.skip(state["epoch"], state["batches_done"] * self.batch_size)
 
 
 class LatentDataModule(L.LightningDataModule):
@@ -62,8 +96,16 @@ class LatentDataModule(L.LightningDataModule):
             raise ValueError(f"{self.cache_path}: no train latents")
 
     def train_dataloader(self):
-        return DataLoader(self.train, batch_size=self.batch_size, sampler=EpochSampler(len(self.train), self.seed),
-                          drop_last=False, num_workers=self.num_workers)
+        loader = ResumableLoader(self.train, batch_size=self.batch_size,
+                                 sampler=EpochSampler(len(self.train), self.seed), drop_last=False,
+                                 num_workers=self.num_workers)
+        trainer = self.trainer
+        if trainer is not None:
+            def progress():
+                # at a checkpoint written in on_train_batch_end, `processed` counts the current batch
+                return trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.processed
+            loader.progress = progress
+        return loader
 
     def val_dataloader(self):
         if len(self.val) == 0:

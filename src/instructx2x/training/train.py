@@ -70,7 +70,10 @@ def train(init_dir, latents_path, out_dir, cfg: dict, seed: int, fast_dev_run: b
     steps = max_steps if max_steps is not None else cfg["steps"]
     ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="step{step:07d}", auto_insert_metric_name=False,
                            every_n_train_steps=cfg["checkpoint_every"], save_top_k=cfg["keep_checkpoints"],
-                           monitor="step", mode="max", save_last=True)
+                           monitor="step", mode="max", save_last=True,
+                           # a step that ends an epoch is saved after that epoch's validation, so a
+                           # kill between the two cannot lose the val_loss (resume skips validation)
+                           save_on_train_epoch_end=False)
     trainer = L.Trainer(
         accelerator="gpu" if gpu else "cpu", devices=devices, num_nodes=cfg["num_nodes"],
         strategy="ddp" if devices * cfg["num_nodes"] > 1 else "auto",

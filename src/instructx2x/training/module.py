@@ -128,11 +128,36 @@ class InstructPix2PixModule(L.LightningModule):
             self.unet.enable_gradient_checkpointing()
         self.register_buffer("alphas_cumprod", scheduler.alphas_cumprod.clone(), persistent=False)
 
+    TEXT_CACHE_SIZE = 4096  # instructions come from a small grammar: most batches are cache hits
+
     def encode_text(self, texts):
-        ids = self.tokenizer(list(texts), padding="max_length", max_length=self.tokenizer.model_max_length,
-                             truncation=True, return_tensors="pt").input_ids.to(self.device)
-        with torch.no_grad():
-            return self.text_encoder(ids)[0]
+        """Frozen text-encoder embeddings, memoised per instruction string (bounded, least recently
+        used evicted): the encoder is frozen and in eval mode, so a cached embedding is the same
+        tensor it would compute again, and a step skips its forward pass."""
+        from collections import OrderedDict
+
+        cache = self.__dict__.setdefault("_text_cache", OrderedDict())
+        texts = list(texts)
+        missing = list(dict.fromkeys(t for t in texts if t not in cache))
+        if missing:
+            ids = self.tokenizer(missing, padding="max_length", max_length=self.tokenizer.model_max_length,
+                                 truncation=True, return_tensors="pt").input_ids.to(self.device)
+            with torch.no_grad():
+                emb = self.text_encoder(ids)[0]
+            for t, e in zip(missing, emb):
+                cache[t] = e
+        for t in texts:
+            cache.move_to_end(t)
+        out = torch.stack([cache[t] for t in texts]).to(self.device)
+        while len(cache) > self.TEXT_CACHE_SIZE:
+            cache.popitem(last=False)
+        return out
+
+    def null_text_embedding(self):
+        """The empty prompt's embedding, computed once (the text encoder is frozen)."""
+        if getattr(self, "_null_text", None) is None or self._null_text.device != self.device:
+            self._null_text = self.encode_text([""])
+        return self._null_text
 
     def _generator(self):
         # a step-indexed generator: the same draws after a resume as in an uninterrupted run
@@ -155,7 +180,7 @@ class InstructPix2PixModule(L.LightningModule):
         p = self.dropout
         drop_text = (u < 2 * p).view(-1, 1, 1)
         drop_img = ((u >= p) & (u < 3 * p)).view(-1, 1, 1, 1)
-        empty = self.encode_text([""]).expand_as(text)
+        empty = self.null_text_embedding().expand_as(text)
         text = torch.where(drop_text, empty, text)
         cond = torch.where(drop_img, torch.zeros_like(cond), cond)
         pred = self.unet(torch.cat([noisy, cond], dim=1), t, encoder_hidden_states=text).sample
@@ -165,9 +190,8 @@ class InstructPix2PixModule(L.LightningModule):
         self._micro = batch_idx
         loss = self.loss(batch, self._generator())
         bs = batch["mean"].shape[0]
-        self.log("train_loss", loss, on_step=True, prog_bar=True, batch_size=bs)
-        self.log("effective_batch_size", float(self.effective_batch_size), on_step=True, batch_size=bs)
-        self.log("optimizer_steps", float(self.global_step), on_step=True, batch_size=bs)
+        self.log_dict({"train_loss": loss, "effective_batch_size": float(self.effective_batch_size),
+                       "optimizer_steps": float(self.global_step)}, on_step=True, batch_size=bs)
         return loss
 
     def validation_step(self, batch, batch_idx):
@@ -177,12 +201,13 @@ class InstructPix2PixModule(L.LightningModule):
     def optimizer_step(self, *args, **kwargs):
         # EMA right after each optimizer step (before any checkpoint callback saves the state)
         super().optimizer_step(*args, **kwargs)
-        with torch.no_grad():
-            for pe, p in zip(self.ema.parameters(), self.unet.parameters()):
-                pe.lerp_(p.detach(), 1 - self.ema_decay)
+        with torch.no_grad():  # one multi-tensor kernel over all parameters
+            torch._foreach_lerp_(list(self.ema.parameters()), [p.detach() for p in self.unet.parameters()],
+                                 1 - self.ema_decay)
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.unet.parameters(), lr=self.lr, weight_decay=1e-2)
+        # foreach: one multi-tensor update instead of a Python loop over ~200 parameter tensors
+        return torch.optim.AdamW(self.unet.parameters(), lr=self.lr, weight_decay=1e-2, foreach=True)
 
     def state_dict(self, *a, **k):  # checkpoints hold unet + ema only (frozen parts come from model/init)
         sd = super().state_dict(*a, **k)

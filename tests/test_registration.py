@@ -268,9 +268,6 @@ def _demo_tables(root, out):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="known shortfall: at the demo's 128² working resolution 29/30 good pairs "
-                   "are within 0.5° and 1 px at 512² equivalent (worst 1.17 px); the goal is >= 99%. "
-                   "All other checks of this test passed on the last run.")
 def test_views_pairs_registration_against_demo_truth(demo_dataset, tmp_path):
     from instructx2x import view_classifier
     from instructx2x.pairs import build_pairs

@@ -59,6 +59,11 @@ class RegistrationSettings:
     """Fixed, documented settings (config section ``registration``)."""
 
     resolution: int = 512
+    # resolution at which the transform is estimated (longer side, pixels); None: ``resolution``.
+    # The output (aligned image, checks) is always at ``resolution``; the transform is in original
+    # pixels either way. The demo writes 128² images but estimates at 256 (0.25 px at 128² is
+    # below what MI at 128² resolves: 90-97% of good pairs within 1 px at 512² vs 100% at 256).
+    estimation_resolution: int | None = None
     bilateral_domain_sigma: float = 2.0
     bilateral_range_sigma: float = 50.0
     bilateral_impl: str = "opencv"
@@ -429,14 +434,19 @@ def register_arrays(fixed_arr: np.ndarray, moving_arr: np.ndarray, s: Registrati
 
 
 def _register_arrays(fixed_arr: np.ndarray, moving_arr: np.ndarray, s: RegistrationSettings) -> tuple[RegistrationResult, np.ndarray]:
-    fixed_small, fixed_sp = working_image(fixed_arr, s.resolution)
-    moving_small, moving_sp = working_image(moving_arr, s.resolution)
+    est_res = s.estimation_resolution or s.resolution
+    fixed_small, fixed_sp = working_image(fixed_arr, est_res)
+    moving_small, moving_sp = working_image(moving_arr, est_res)
     fixed_w = bilateral(fixed_small, s)
     moving_w = bilateral(moving_small, s)
     transform, iters = estimate(fixed_w, fixed_sp, moving_w, moving_sp, fixed_arr.shape, s)
     fixed_f = to_sitk(fixed_w, fixed_sp)
     mi = final_metric(fixed_f, to_sitk(moving_w, moving_sp), transform, s)
-    aligned = resample(to_sitk(moving_small, moving_sp), output_grid(fixed_arr.shape, s.resolution), transform)
+    if est_res != s.resolution:
+        moving_out, moving_out_sp = working_image(moving_arr, s.resolution)
+    else:
+        moving_out, moving_out_sp = moving_small, moving_sp
+    aligned = resample(to_sitk(moving_out, moving_out_sp), output_grid(fixed_arr.shape, s.resolution), transform)
     p = transform.GetParameters()  # (scale, angle, tx, ty)
     c = transform.GetCenter()
     res = RegistrationResult(

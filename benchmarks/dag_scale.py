@@ -34,9 +34,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
+from results_md import replace_section  # noqa: E402  (benchmarks/ is the script directory)
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS_MD = REPO / "benchmarks" / "RESULTS.md"
 SECTION = "## DAG scale: dry run at real scale, no-op rerun"
 BIN = Path(sys.executable).parent
 SNAKEMAKE = str(BIN / "snakemake")
@@ -218,14 +218,7 @@ def main() -> int:
     block = "\n".join(lines) + "\n"
     print(block)
     if args.write:
-        text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n\n"
-        if SECTION in text:
-            start = text.index(SECTION)
-            nxt = text.find("\n## ", start + len(SECTION))
-            text = text[:start] + block + ("" if nxt < 0 else text[nxt + 1:])
-        else:
-            text = text.rstrip("\n") + "\n\n" + block
-        RESULTS_MD.write_text(text)
+        replace_section(SECTION, block)
     return 0
 
 

@@ -13,7 +13,6 @@ import argparse
 import hashlib
 import os
 import platform
-import re
 import shutil
 import sys
 import tempfile
@@ -24,8 +23,8 @@ from pathlib import Path
 from instructx2x.credentials import Credentials
 from instructx2x.download import Fetcher, FileTask, Settings
 from instructx2x.physionet_mirror import PhysioNetMirror, write_sha256sums
+from results_md import replace_section  # noqa: E402  (benchmarks/ is the script directory)
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 SECTION = "## Download: parallel verified transfers vs sequential"
 
 
@@ -99,10 +98,7 @@ def main() -> None:
   site's bandwidth and politeness, not this machine. Not measured against PhysioNet itself.
 """
     print(text)
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(re.escape(SECTION) + r".*?(?=\n## |\Z)", re.S)
-    new = pattern.sub(text.rstrip("\n") + "\n", old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text
-    RESULTS.write_text(new)
+    replace_section(SECTION, text)
 
 
 if __name__ == "__main__":

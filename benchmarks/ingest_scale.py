@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 
 from instructx2x.tableschema import ID_FORMATS, load_schema, read_csv_table
+from results_md import replace_section  # noqa: E402  (benchmarks/ is the script directory)
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS_MD = REPO / "benchmarks" / "RESULTS.md"
 SECTION = "## Ingest: reading and validating raw tables at real scale"
 
 
@@ -166,14 +166,7 @@ def write_results(rows, argv) -> None:
     ]
     lines += [f"| {name} | {n:,} | {tb:.2f} | {to:.2f} | {tb / to:.1f}x |" for name, n, tb, to in rows]
     block = "\n".join(lines) + "\n"
-    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n\n"
-    if SECTION in text:
-        start = text.index(SECTION)
-        nxt = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + block + ("" if nxt < 0 else text[nxt + 1 :])
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    RESULTS_MD.write_text(text)
+    replace_section(SECTION, block)
 
 
 if __name__ == "__main__":

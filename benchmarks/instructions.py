@@ -27,9 +27,9 @@ from pathlib import Path
 import pandas as pd
 
 from instructx2x.instructions.build import build_operations
+from results_md import replace_section  # noqa: E402  (benchmarks/ is the script directory)
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS_MD = REPO / "benchmarks" / "RESULTS.md"
 SECTION = "## Instructions: difference answers -> operations with attributes at real scale"
 FINDINGS = {  # name: (sides, zones, levels)
     "pleural effusion": (["left", "right", "bilateral"], [None], ["small", "moderate", "moderate to large"]),
@@ -169,14 +169,7 @@ def main() -> None:
         f"- ratio ours/baseline (CPU): {ours_c / base_c:.2f}; the baseline finds fewer attributes (report text only)",
         "",
     ]
-    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n\n"
-    if SECTION in text:
-        i = text.index(SECTION)
-        j = text.find("\n## ", i + len(SECTION))
-        text = text[:i] + "\n".join(lines) + (text[j + 1:] if j >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + "\n".join(lines)
-    RESULTS_MD.write_text(text)
+    replace_section(SECTION, "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from results_md import replace_section  # noqa: E402  (benchmarks/ is the script directory)
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS_MD = REPO / "benchmarks" / "RESULTS.md"
 SECTION = "## RSE: Region-Specific Editing vs plain editing vs diffusers"
 
 
@@ -154,15 +154,7 @@ def main(argv=None) -> int:
         " latent-sized tensors and one pixel composite.",
         "",
     ]
-    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n\n"
-    block = "\n".join(lines) + "\n"
-    if SECTION in text:
-        start = text.index(SECTION)
-        nxt = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + block + (text[nxt + 1 :] if nxt != -1 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    RESULTS_MD.write_text(text)
+    replace_section(SECTION, "\n".join(lines))
     return 0
 
 

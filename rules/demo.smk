@@ -9,7 +9,7 @@ if config["source"] == "demo":
             truth=directory(f"{RAW_DIR}/ground_truth"),
         params:
             code=code_version("synthetic"),
-            out_dir=RAW_DIR,
+            out_dir=lambda wildcards, output: str(Path(output.tree).parent),  # RAW_DIR
             patients=config["demo"]["patients"],
             seed=config["demo"]["seed"],
         log:

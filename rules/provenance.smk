@@ -26,7 +26,7 @@ rule provenance:
         PROVENANCE_FILES,
     params:
         code=code_version("provenance", "sources"),
-        results_dir=RESULTS,
+        results_dir=lambda wildcards, output: str(Path(output[0]).parent.parent),  # RESULTS
         repo=workflow.basedir,
     log:
         f"{LOGS}/provenance.log",

@@ -82,7 +82,7 @@ rule training_train:
         # The code version is also in the settings train() fingerprints its checkpoints with: after
         # a code edit the job re-runs and starts afresh, never resuming the old code's last.ckpt.
         training={**TRAIN_SETTINGS, "code": TRAIN_CODE},
-        out_dir=results("model"),
+        out_dir=lambda wildcards, output: str(Path(output.metrics).parent),  # results/model
         seed=config["seed"],
     log:
         f"{LOGS}/training_train.log",

@@ -1,4 +1,4 @@
-# Shared helpers for every rule file: validated config, result paths, code versions.
+# Shared helpers of the rule files (validated config, result paths, code versions).
 # Everything that computes is in the instructx2x package; this file only wires paths.
 import sys
 from pathlib import Path

@@ -11,6 +11,7 @@ optimizer step and is what gets exported.
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 
 import lightning as L
 import torch
@@ -127,6 +128,7 @@ class InstructPix2PixModule(L.LightningModule):
         if gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
         self.register_buffer("alphas_cumprod", scheduler.alphas_cumprod.clone(), persistent=False)
+        self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()  # see encode_text
 
     TEXT_CACHE_SIZE = 4096  # instructions come from a small grammar: most batches are cache hits
 
@@ -134,9 +136,7 @@ class InstructPix2PixModule(L.LightningModule):
         """Frozen text-encoder embeddings, memoised per instruction string (bounded, least recently
         used evicted): the encoder is frozen and in eval mode, so a cached embedding is the same
         tensor it would compute again, and a step skips its forward pass."""
-        from collections import OrderedDict
-
-        cache = self.__dict__.setdefault("_text_cache", OrderedDict())
+        cache = self._text_cache
         texts = list(texts)
         missing = list(dict.fromkeys(t for t in texts if t not in cache))
         if missing:
@@ -152,12 +152,6 @@ class InstructPix2PixModule(L.LightningModule):
         while len(cache) > self.TEXT_CACHE_SIZE:
             cache.popitem(last=False)
         return out
-
-    def null_text_embedding(self):
-        """The empty prompt's embedding, computed once (the text encoder is frozen)."""
-        if getattr(self, "_null_text", None) is None or self._null_text.device != self.device:
-            self._null_text = self.encode_text([""])
-        return self._null_text
 
     def _generator(self):
         # a step-indexed generator: the same draws after a resume as in an uninterrupted run
@@ -180,7 +174,7 @@ class InstructPix2PixModule(L.LightningModule):
         p = self.dropout
         drop_text = (u < 2 * p).view(-1, 1, 1)
         drop_img = ((u >= p) & (u < 3 * p)).view(-1, 1, 1, 1)
-        empty = self.null_text_embedding().expand_as(text)
+        empty = self.encode_text([""]).expand_as(text)  # memoised like every instruction
         text = torch.where(drop_text, empty, text)
         cond = torch.where(drop_img, torch.zeros_like(cond), cond)
         pred = self.unet(torch.cat([noisy, cond], dim=1), t, encoder_hidden_states=text).sample

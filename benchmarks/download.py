@@ -1,6 +1,6 @@
 """Download throughput: sequential transfers (one at a time, as `wget -i`) vs our parallel fetcher.
 
-Both runs use the same code path (``instructx2x.download.Fetcher``) and the same loopback
+Both runs use the same code path (``instructx2x.fetcher.Fetcher``) and the same loopback
 PhysioNet mirror with a fixed per-request latency standing in for the round trip to
 physionet.org; only ``workers`` differs. Appends/updates a section of benchmarks/RESULTS.md.
 
@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from instructx2x.credentials import Credentials
-from instructx2x.download import Fetcher, FileTask, Settings
+from instructx2x.fetcher import Fetcher, FileTask, Settings
 from instructx2x.physionet_mirror import PhysioNetMirror, write_sha256sums
 from results_md import replace_section  # noqa: E402  (benchmarks/ is the script directory)
 

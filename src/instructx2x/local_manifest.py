@@ -18,7 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from instructx2x import sources
-from instructx2x.download import MANIFEST_COLUMNS, SUMS, DownloadError, parse_sha256sums, sha256_file, table_paths
+from instructx2x.download import MANIFEST_COLUMNS, SUMS, table_paths
+from instructx2x.fetcher import DownloadError, parse_sha256sums, sha256_file
 from instructx2x.io import write_parquet
 from instructx2x.ledger import Ledger
 

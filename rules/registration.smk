@@ -61,7 +61,7 @@ rule registration_gate:
         ledger=results("ledger/registration_gate.tsv"),
         counts=results("ledger/registration_gate.counts.tsv"),
     params:
-        code=code_version("registration_stage", "registration"),
+        code=code_version("registration_stage", "registration_gate"),
         mi_threshold=REG_CFG["mi_threshold"],
         mirror_margin=REG_CFG["mirror_margin"],
         ncc_min=REG_CFG["ncc_min"],

@@ -2,7 +2,7 @@
 import logging
 import sys
 
-from instructx2x.registration import GateSettings
+from instructx2x.registration_gate import GateSettings
 from instructx2x.registration_stage import apply_gate
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821

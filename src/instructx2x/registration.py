@@ -508,36 +508,6 @@ def save_png(arr: np.ndarray, path: str | Path) -> None:
         Image.fromarray(arr).save(tmp, format="PNG")
 
 
-# --------------------------------------------------------------------------- gate
-@dataclass(frozen=True)
-class GateSettings:
-    mi_threshold: float = -0.88
-    mirror_margin: float = 0.05
-    ncc_min: float = 0.25
-    structure_ncc_min: float = 0.91
-
-    @classmethod
-    def from_config(cls, section: dict) -> "GateSettings":
-        return cls(**{k: section[k] for k in cls.__dataclass_fields__ if k in section})
-
-
-def gate_reason(row: dict, g: GateSettings) -> str:
-    """'' if the pair is kept, otherwise the reason it is rejected (first failing check)."""
-    if row.get("status") != "ok":
-        return row.get("reason") or "registration failed"
-    if not (row["mi"] <= g.mi_threshold):
-        return "mi gate"
-    mirror_mi = row.get("mirror_mi")
-    if mirror_mi is not None and not math.isnan(mirror_mi) and mirror_mi < row["mi"] - g.mirror_margin:
-        return "mirror suspected"
-    if not (row["ncc"] >= g.ncc_min):
-        return "wrong patient suspected"
-    structure = row.get("structure_ncc")
-    if structure is not None and not (structure >= g.structure_ncc_min):  # NaN (not measured) is rejected too
-        return "wrong patient suspected"
-    return ""
-
-
 # --------------------------------------------------------------------------- CLI
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -557,8 +527,10 @@ def add_parser(subparsers) -> None:
 
 def _cli_register(args) -> int:
     import json
+    import sys
 
     from instructx2x.config import REPO_ROOT, load_config
+    from instructx2x.registration_gate import GateSettings, gate_reason
 
     cfg = load_config(args.config or REPO_ROOT / "config.yaml")
     section = dict(cfg["registration"])
@@ -569,7 +541,7 @@ def _cli_register(args) -> int:
     try:
         res, _, aligned = register_files(args.fixed, args.moving, s)
     except UnreadableImage as exc:
-        print(f"error: unreadable image: {exc}", file=__import__("sys").stderr)
+        print(f"error: unreadable image: {exc}", file=sys.stderr)
         return 2
     save_png(aligned, args.out)
     row = {"status": "ok", **res.as_dict()}

@@ -23,15 +23,8 @@ import pandas as pd
 
 from instructx2x.io import atomic_path, write_parquet
 from instructx2x.ledger import Ledger, read_ledger
-from instructx2x.registration import (
-    GateSettings,
-    RegistrationSettings,
-    UnreadableImage,
-    gate_reason,
-    register_files,
-    save_png,
-    shard_of,
-)
+from instructx2x.registration import RegistrationSettings, UnreadableImage, register_files, save_png, shard_of
+from instructx2x.registration_gate import GateSettings, gate_reason
 from instructx2x.views import require_columns
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 Baseline: the straightforward reader, ``csv.DictReader`` with a per-row Python check and
 conversion of every cell (what a first version typically does). Ours:
-``instructx2x.tableschema.read_csv_table`` (pandas, every cell as text, vectorised checks).
+``instructx2x.core.tableschema.read_csv_table`` (pandas, every cell as text, vectorised checks).
 Both produce the same typed columns (asserted). Appends/updates a section of benchmarks/RESULTS.md.
 
 Usage: .venv/bin/python benchmarks/ingest_scale.py [--rows-meta 377110] [--rows-vqa 700703]
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from instructx2x.tableschema import ID_FORMATS, load_schema, read_csv_table
+from instructx2x.core.tableschema import ID_FORMATS, load_schema, read_csv_table
 from results_md import replace_section  # noqa: E402  (benchmarks/ is the script directory)
 
 REPO = Path(__file__).resolve().parents[1]

@@ -61,7 +61,7 @@ INSTRUCTIONS = [f"{op} {side} {finding}" for op in ("add", "remove", "increase",
 
 
 def demo_config() -> dict:
-    from instructx2x.config import load_config
+    from instructx2x.core.config import load_config
 
     return load_config(REPO / "config.yaml")
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from instructx2x.config import validate_config
-from instructx2x.codeversion import code_version
+from instructx2x.core.config import validate_config
+from instructx2x.core.codeversion import code_version
 from instructx2x import sources
 
 validate_config(config)

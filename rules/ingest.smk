@@ -1,7 +1,7 @@
 # Ingest: validate the raw tables of the five datasets against schemas/tables/raw_*.schema.yaml and
 # write the typed tables of docs/interfaces.md under results/tables/.
 from instructx2x.ingest import RAW_SCHEMAS as INGEST_RAW_SCHEMAS, TABLES as INGEST_TABLES
-from instructx2x.tableschema import schemas_version
+from instructx2x.core.tableschema import schemas_version
 
 INGEST_OUTPUTS = [results(f"tables/{name}.parquet") for name in INGEST_TABLES]
 
@@ -14,7 +14,7 @@ rule ingest:
         ledger=results("ledger/ingest.tsv"),
         counts=results("ledger/ingest.counts.tsv"),
     params:
-        code=code_version("ingest", "tableschema", "sources"),
+        code=code_version("ingest", "core.tableschema", "sources"),
         schemas=schemas_version(INGEST_RAW_SCHEMAS + INGEST_TABLES),
         out_dir=lambda wildcards, output: str(Path(output.tables[0]).parent),
     log:

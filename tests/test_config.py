@@ -7,7 +7,7 @@ import copy
 import pytest
 import yaml
 
-from instructx2x.config import ConfigError, load_config, validate_config
+from instructx2x.core.config import ConfigError, load_config, validate_config
 
 
 def test_default_config_is_valid_and_complete(repo_root):

@@ -20,11 +20,11 @@ import pytest
 import yaml
 
 from instructx2x.cli import SUBCOMMANDS
-from instructx2x.config import REPO_ROOT, validate_config
+from instructx2x.core.config import REPO_ROOT, validate_config
 from instructx2x.credentials import Credentials, CredentialsError, get_credentials
 from instructx2x.download import download, fetch_images, fetch_tables, needed_files
 from instructx2x.fetcher import AuthError, DownloadError
-from instructx2x.ledger import Ledger
+from instructx2x.core.ledger import Ledger
 from instructx2x.local_manifest import build_local_manifest
 from instructx2x.physionet_mirror import PhysioNetMirror, write_index_pages, write_sha256sums
 

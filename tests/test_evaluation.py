@@ -13,7 +13,7 @@ from PIL import Image
 from instructx2x.evaluation import labels as L
 from instructx2x.evaluation.evaluate import evaluate
 from instructx2x.evaluation.evaluators import MissingWeights, XRV_FILES, check_xrv_weights, train_evaluator
-from instructx2x.ledger import read_ledger
+from instructx2x.core.ledger import read_ledger
 
 FINDINGS = list(L.FINDINGS)
 RACE_TEXT = {"Asian": "ASIAN - CHINESE", "Black": "BLACK/AFRICAN AMERICAN", "White": "WHITE"}

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from instructx2x.inference import merge_records, pair_seed, read_instructions, run_shard
-from instructx2x.ledger import read_ledger
+from instructx2x.core.ledger import read_ledger
 from instructx2x.masks import CATEGORIES
 from instructx2x.tiny_pipeline import build_tiny_pipeline
 

@@ -16,10 +16,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from instructx2x.config import REPO_ROOT, load_config
+from instructx2x.core.config import REPO_ROOT, load_config
 from instructx2x.ingest import TABLES, ingest
-from instructx2x.ledger import read_ledger
-from instructx2x.tableschema import TableError, arrow_schema, load_schema
+from instructx2x.core.ledger import read_ledger
+from instructx2x.core.tableschema import TableError, arrow_schema, load_schema
 
 LABELS = [
     "Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Enlarged Cardiomediastinum", "Fracture",

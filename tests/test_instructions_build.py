@@ -8,8 +8,8 @@ import pytest
 
 from instructx2x.instructions.build import build_instructions, build_operations, export_authors_layout
 from instructx2x.instructions.splits import assign_splits
-from instructx2x.ledger import read_ledger
-from instructx2x.tableschema import TableError
+from instructx2x.core.ledger import read_ledger
+from instructx2x.core.tableschema import TableError
 
 DIFF_Q = "what has changed compared to the reference image?"
 

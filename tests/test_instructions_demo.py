@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from instructx2x.config import REPO_ROOT, load_config
+from instructx2x.core.config import REPO_ROOT, load_config
 from instructx2x.ingest import ingest
 from instructx2x.instructions.build import build_instructions, build_operations
 from instructx2x.instructions.vocabulary import location_side_zone, normalise_location

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from instructx2x.ledger import read_ledger
+from instructx2x.core.ledger import read_ledger
 from instructx2x.masks import (
     CATEGORIES,
     PseudoMasks,

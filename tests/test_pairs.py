@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from instructx2x.ledger import read_ledger
+from instructx2x.core.ledger import read_ledger
 from instructx2x.pairs import PAIR_COLUMNS, build_pairs
 
 

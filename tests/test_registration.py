@@ -15,8 +15,8 @@ import SimpleITK as sitk
 from PIL import Image
 
 from instructx2x import cli, registration
-from instructx2x.config import REPO_ROOT
-from instructx2x.ledger import read_ledger
+from instructx2x.core.config import REPO_ROOT
+from instructx2x.core.ledger import read_ledger
 from instructx2x.registration import RegistrationSettings, register_arrays, resample, to_sitk
 from instructx2x.registration_gate import GateSettings, gate_reason
 from instructx2x.registration_stage import apply_gate, gather, montage, register_shard

@@ -13,7 +13,7 @@ from PIL import Image
 
 from instructx2x.evaluation.metrics import PAPER_TABLE2
 from instructx2x.evaluation.report import build_report, table2_html
-from instructx2x.ledger import Ledger
+from instructx2x.core.ledger import Ledger
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--disable-quic"]

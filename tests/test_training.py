@@ -142,7 +142,7 @@ def test_malformed_table_fails_naming_the_column(tmp_path):
 def test_grayscale_replicated_to_three_channels(tmp_path):
     from PIL import Image
 
-    Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8) * 4).save(tmp_path / "g.png")
+    Image.fromarray(np.arange(256, dtype=np.uint8).reshape(16, 16)).save(tmp_path / "g.png")
     x = load_image(tmp_path / "g.png", 8)
     assert x.shape == (3, 8, 8) and torch.equal(x[0], x[2]) and x.min() >= -1 and x.max() <= 1
 

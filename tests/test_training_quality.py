@@ -36,7 +36,8 @@ def test_short_run_edits_inputs_towards_their_targets(tmp_path, one_thread):
     import yaml
 
     from instructx2x.cli import main
-    from instructx2x.rse import RegionSpecificEditPipeline, read_gray
+    from instructx2x.core.images import read_gray
+    from instructx2x.rse import RegionSpecificEditPipeline
 
     t0 = time.time()
     size = 32

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from instructx2x import view_classifier
-from instructx2x.ledger import read_ledger
+from instructx2x.core.ledger import read_ledger
 from instructx2x.views import XRV_VIEW_FILE, XRV_VIEW_URL, MissingWeights, decide_pa, load_xrv_view_model, score_views
 
 

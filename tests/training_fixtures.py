@@ -8,7 +8,7 @@ from PIL import Image
 
 from pathlib import Path
 
-from instructx2x.config import load_config
+from instructx2x.core.config import load_config
 
 
 def make_pairs(tmp_path, n: int = 12, size: int = 32, seed: int = 0) -> str:

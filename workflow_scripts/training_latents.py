@@ -4,7 +4,7 @@ import sys
 
 import torch
 
-from instructx2x.ledger import Ledger
+from instructx2x.core.ledger import Ledger
 from instructx2x.training.latents import cache_latents
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821

@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from instructx2x.core.errors import InputError
+
 SUBCOMMANDS: dict[str, str] = {
     "demo-data": "instructx2x.synthetic.cli",
     "audit": "instructx2x.provenance",
@@ -27,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="instructx2x",
         description="InstructX2X: interpretable counterfactual chest X-ray editing, end to end.",
+        epilog="Expected errors print one line and exit 2; add --debug anywhere for the traceback.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in SUBCOMMANDS.values():
@@ -35,8 +38,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    if debug:
+        argv.remove("--debug")
     args = build_parser().parse_args(argv)
-    status = args.func(args)
+    try:
+        status = args.func(args)
+    except InputError as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return int(status or 0)
 
 

@@ -35,9 +35,9 @@ import pandas as pd
 from instructx2x import sources
 from instructx2x.credentials import Credentials, CredentialsError, get_credentials
 from instructx2x.fetcher import AuthError, DownloadError, Fetcher, FileResult, FileTask, Settings, parse_sha256sums
-from instructx2x.io import write_json, write_parquet
-from instructx2x.ledger import Ledger
-from instructx2x.tableschema import load_schema
+from instructx2x.core.io import write_json, write_parquet
+from instructx2x.core.ledger import Ledger
+from instructx2x.core.tableschema import load_schema
 
 log = logging.getLogger(__name__)
 
@@ -357,7 +357,7 @@ def add_parser(subparsers) -> None:
 def _cli(args: argparse.Namespace) -> int:
     import yaml
 
-    from instructx2x.config import ConfigError, validate_config
+    from instructx2x.core.config import ConfigError, validate_config
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:

@@ -49,12 +49,13 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from PIL import Image
 
-    from instructx2x.io import atomic_path
+    from instructx2x.core.io import atomic_path
     from instructx2x.masks import PseudoMasks
-    from instructx2x.rse import RegionSpecificEditPipeline, read_gray, save_edit
+    from instructx2x.core.images import read_gray
+    from instructx2x.rse import RegionSpecificEditPipeline, save_edit
 
     image = read_gray(args.image)
-    user_mask = read_gray(args.user_mask) > 127 if args.user_mask else None
+    user_mask = read_gray(args.user_mask, check_content=False) > 127 if args.user_mask else None
     pseudo = None
     if not args.no_rse and user_mask is None:
         pseudo = PseudoMasks.load(args.masks)  # a missing file is an error, never a silent full image

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from instructx2x.io import write_parquet
+from instructx2x.core.io import write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,8 @@ def run_shard(instructions_path, model_dir, masks_path, out_paths: dict, images_
     import torch
 
     from instructx2x.masks import PseudoMasks
-    from instructx2x.rse import RegionSpecificEditPipeline, read_gray, save_edit
+    from instructx2x.core.images import read_gray
+    from instructx2x.rse import RegionSpecificEditPipeline, save_edit
 
     torch.set_num_threads(int(threads))
     df = shard_rows(read_instructions(instructions_path, splits), shard, n_shards)
@@ -131,7 +132,7 @@ def run_shard(instructions_path, model_dir, masks_path, out_paths: dict, images_
 
 def merge_records(shard_paths, out_path, ledger_path, counts_path) -> pd.DataFrame:
     """Join the shard tables into ``records.parquet``; failed pairs go to the ledger."""
-    from instructx2x.ledger import Ledger
+    from instructx2x.core.ledger import Ledger
 
     df = pd.concat([pd.read_parquet(p) for p in shard_paths], ignore_index=True)
     df = df.sort_values(["mode", "pair_id"], kind="stable").reset_index(drop=True)

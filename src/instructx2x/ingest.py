@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 
 from instructx2x import sources
-from instructx2x.ledger import Ledger
-from instructx2x.tableschema import (
+from instructx2x.core.ledger import Ledger
+from instructx2x.core.tableschema import (
     ID_FORMATS,
     TableError,
     load_schema,
@@ -489,7 +489,7 @@ def add_parser(subparsers) -> None:
 
 
 def _run_cli(args) -> int:
-    from instructx2x.config import load_config
+    from instructx2x.core.config import load_config
 
     overrides: dict = {}
     if args.source:

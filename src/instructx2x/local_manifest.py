@@ -20,8 +20,8 @@ import pandas as pd
 from instructx2x import sources
 from instructx2x.download import MANIFEST_COLUMNS, SUMS, table_paths
 from instructx2x.fetcher import DownloadError, parse_sha256sums, sha256_file
-from instructx2x.io import write_parquet
-from instructx2x.ledger import Ledger
+from instructx2x.core.io import write_parquet
+from instructx2x.core.ledger import Ledger
 
 log = logging.getLogger(__name__)
 

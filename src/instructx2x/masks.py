@@ -123,7 +123,7 @@ def save_pseudo_masks(masks: dict, resolution: int, npz_path, png_dir, figure_pa
     """Write the npz, one PNG per category (``pseudo_mask_<Category>.png``) and the figure."""
     from PIL import Image
 
-    from instructx2x.io import atomic_path
+    from instructx2x.core.io import atomic_path
 
     with atomic_path(npz_path) as tmp:
         with open(tmp, "wb") as fh:
@@ -148,7 +148,7 @@ def plot_pseudo_masks(masks: dict, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from instructx2x.io import atomic_path
+    from instructx2x.core.io import atomic_path
 
     fig, axes = plt.subplots(2, 4, figsize=(12, 6.4))
     for ax, cat in zip(axes.ravel(), CATEGORIES):
@@ -164,7 +164,7 @@ def plot_pseudo_masks(masks: dict, path) -> None:
 
 def run_masks(boxes_path, pa_images_path, resolution, npz_path, png_dir, figure_path, ledger_path, counts_path):
     """Rule ``masks``: read the ingest tables, build, save, write the ledger."""
-    from instructx2x.ledger import Ledger
+    from instructx2x.core.ledger import Ledger
 
     boxes = pd.read_parquet(boxes_path)
     pa = pd.read_parquet(pa_images_path)

@@ -17,8 +17,8 @@ import logging
 import numpy as np
 import pandas as pd
 
-from instructx2x.io import write_parquet
-from instructx2x.ledger import Ledger
+from instructx2x.core.io import write_parquet
+from instructx2x.core.ledger import Ledger
 from instructx2x.views import require_columns
 
 log = logging.getLogger(__name__)

@@ -35,7 +35,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from instructx2x.io import atomic_path, write_json, write_parquet
+from instructx2x.core.io import atomic_path, write_json, write_parquet
 
 PROVENANCE_DIRNAME = "provenance"
 SECRET_KEY = re.compile(r"(pass(word)?|secret|token|credential)", re.IGNORECASE)

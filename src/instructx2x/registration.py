@@ -47,11 +47,9 @@ import numpy as np
 import SimpleITK as sitk
 from PIL import Image
 
+from instructx2x.core.images import UnreadableImage, read_gray
+
 log = logging.getLogger(__name__)
-
-
-class UnreadableImage(Exception):
-    """An image file that cannot be decoded (missing, truncated, not an image)."""
 
 
 @dataclass(frozen=True)
@@ -130,19 +128,6 @@ class RegistrationResult:
 
 
 # --------------------------------------------------------------------------- image handling
-def read_gray(path: str | Path) -> np.ndarray:
-    """Read an 8-bit grey image; any decoding problem raises ``UnreadableImage``."""
-    try:
-        with Image.open(path) as im:
-            im.load()  # truncated JPGs raise here (LOAD_TRUNCATED_IMAGES stays False)
-            arr = np.asarray(im.convert("L"))
-    except Exception as exc:  # noqa: BLE001 - every decoding failure means the same thing here
-        raise UnreadableImage(f"{path}: {type(exc).__name__}: {exc}") from exc
-    if arr.ndim != 2 or min(arr.shape) < 8:
-        raise UnreadableImage(f"{path}: unusable image shape {arr.shape}")
-    return arr
-
-
 def resize(arr: np.ndarray, resolution: int) -> np.ndarray:
     """Resize to ``resolution``² (antialiased bilinear, as PIL does when shrinking)."""
     if arr.shape == (resolution, resolution):
@@ -502,7 +487,7 @@ def shard_of(pair_id: str, shards: int) -> int:
 
 
 def save_png(arr: np.ndarray, path: str | Path) -> None:
-    from instructx2x.io import atomic_path
+    from instructx2x.core.io import atomic_path
 
     with atomic_path(path) as tmp:
         Image.fromarray(arr).save(tmp, format="PNG")
@@ -529,7 +514,7 @@ def _cli_register(args) -> int:
     import json
     import sys
 
-    from instructx2x.config import REPO_ROOT, load_config
+    from instructx2x.core.config import REPO_ROOT, load_config
     from instructx2x.registration_gate import GateSettings, gate_reason
 
     cfg = load_config(args.config or REPO_ROOT / "config.yaml")

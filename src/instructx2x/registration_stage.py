@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from instructx2x.io import atomic_path, write_parquet
-from instructx2x.ledger import Ledger, read_ledger
-from instructx2x.registration import RegistrationSettings, UnreadableImage, register_files, save_png, shard_of
+from instructx2x.core.io import atomic_path, write_parquet
+from instructx2x.core.ledger import Ledger, read_ledger
+from instructx2x.core.images import UnreadableImage, read_gray
+from instructx2x.registration import RegistrationSettings, register_files, save_png, shard_of
 from instructx2x.registration_gate import GateSettings, gate_reason
 from instructx2x.views import require_columns
 
@@ -164,8 +165,8 @@ def montage(registration_path, fates_path, out_path, *, per_group: int = 4) -> N
         ax.axis("off")
     for i, f in enumerate(chosen.itertuples(index=False)):
         r = reg.loc[f.pair_id]
-        past = np.asarray(Image.open(r["past_path"]).convert("L"))
-        cur = np.asarray(Image.open(r["aligned_current_path"]).convert("L"))
+        past = read_gray(r["past_path"], check_content=False)
+        cur = read_gray(r["aligned_current_path"], check_content=False)
         for j, (img, title) in enumerate(((past, "past"), (cur, "current aligned"), (_checkerboard(past, cur), "checkerboard"))):
             axes[i, j].imshow(img, cmap="gray", vmin=0, vmax=255)
             axes[i, j].set_title(title if j else f"{f.fate} | {f.pair_id}\nMI {r['mi']:.2f} ncc {r['ncc']:.2f} str {r['structure_ncc']:.2f}", fontsize=6)

@@ -112,13 +112,6 @@ def make_overlay(image: np.ndarray, guidance: np.ndarray, alpha: float = 0.6) ->
     return np.round((1 - a) * gray + a * red).clip(0, 255).astype(np.uint8)
 
 
-def read_gray(path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.asarray(im.convert("L"), dtype=np.uint8).copy()
-
-
 # ------------------------------------------------------------------------------------------------
 # The pipeline
 # ------------------------------------------------------------------------------------------------
@@ -353,7 +346,7 @@ def save_edit(out: EditOutput, outdir, stem: str = "") -> dict:
     """Write the edited image, guidance map (16-bit PNG + .npy float), mask, overlay and a JSON record."""
     from PIL import Image
 
-    from instructx2x.io import atomic_path, write_json
+    from instructx2x.core.io import atomic_path, write_json
 
     outdir = Path(outdir)
     p = stem + ("_" if stem else "")

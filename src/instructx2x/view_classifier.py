@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from instructx2x.io import atomic_path
+from instructx2x.core.io import atomic_path
 
 log = logging.getLogger(__name__)
 INPUT_SIZE = 64
@@ -47,7 +47,7 @@ def batch(arrs: list[np.ndarray]) -> torch.Tensor:
 
 def train(images_path, out_path, *, seed: int = 0, epochs: int = 30, max_images: int = 4000, lr: float = 0.003) -> dict:
     """Train on metadata labels of ``images.parquet``; unreadable images are skipped."""
-    from instructx2x.registration import UnreadableImage, read_gray
+    from instructx2x.core.images import UnreadableImage, read_gray
 
     images = pd.read_parquet(images_path).sort_values("dicom_id", kind="stable")
     view = images["ViewPosition"].fillna("").astype(str).str.strip().str.upper()

@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from instructx2x.io import write_parquet
-from instructx2x.ledger import Ledger
-from instructx2x.registration import UnreadableImage, read_gray, resize
+from instructx2x.core.io import write_parquet
+from instructx2x.core.ledger import Ledger
+from instructx2x.core.images import UnreadableImage, read_gray
+from instructx2x.registration import resize
 
 log = logging.getLogger(__name__)
 

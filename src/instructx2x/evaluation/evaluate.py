@@ -19,8 +19,8 @@ import pandas as pd
 from instructx2x.evaluation import metrics as M
 from instructx2x.evaluation.evaluators import load_evaluator
 from instructx2x.evaluation.labels import FINDINGS, RACES, pair_targets
-from instructx2x.io import write_json, write_parquet
-from instructx2x.ledger import Ledger
+from instructx2x.core.io import write_json, write_parquet
+from instructx2x.core.ledger import Ledger
 
 log = logging.getLogger(__name__)
 ROWS = ("real", "input", "wo_rse", "rse")
@@ -39,7 +39,7 @@ def _check_records(records: pd.DataFrame, path) -> None:
 def row_images(records: pd.DataFrame, ledger: Ledger) -> pd.DataFrame:
     """One row per scorable pair: ``pair_id, subject_id, real, input, wo_rse, rse`` (image paths; a mode absent from
     the records gives a column of None)."""
-    from instructx2x.registration import UnreadableImage, read_gray
+    from instructx2x.core.images import UnreadableImage, read_gray
 
     ok = records[records["status"] == "ok"]
     for r in records[records["status"] != "ok"].itertuples():

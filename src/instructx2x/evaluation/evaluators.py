@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from instructx2x.evaluation.labels import FINDINGS, RACES, pair_targets
-from instructx2x.io import atomic_path, write_json
+from instructx2x.core.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class MissingWeights(FileNotFoundError):
 
 
 def _read(path) -> np.ndarray:
-    from instructx2x.registration import read_gray
+    from instructx2x.core.images import read_gray
 
     return read_gray(path)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from instructx2x.evaluation.metrics import PAPER_TABLE2
-from instructx2x.io import write_text
+from instructx2x.core.io import write_text
 
 log = logging.getLogger(__name__)
 ROW_LABELS = {"real": "Real current images (ceiling)", "input": "Unedited input (floor)",

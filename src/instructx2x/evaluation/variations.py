@@ -33,9 +33,10 @@ def variations_figure(records_path, model_dir, masks_path, out_png, *, rse_cfg: 
     import torch
 
     from instructx2x.inference import pair_seed
-    from instructx2x.io import atomic_path
+    from instructx2x.core.io import atomic_path
     from instructx2x.masks import PseudoMasks
-    from instructx2x.rse import RegionSpecificEditPipeline, read_gray
+    from instructx2x.core.images import read_gray
+    from instructx2x.rse import RegionSpecificEditPipeline
 
     torch.set_num_threads(1)
     rec = pd.read_parquet(records_path)

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from instructx2x.io import write_text
-from instructx2x.ledger import Ledger
-from instructx2x.tableschema import TableError, load_schema, write_table
+from instructx2x.core.io import write_text
+from instructx2x.core.ledger import Ledger
+from instructx2x.core.tableschema import TableError, load_schema, write_table
 
 from .attributes import ReportExtractor, attach_attributes, keyinfo_lookup, level_hints, question_lookup
 from .difference_parser import UnparseableAnswer, parse_difference

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from instructx2x.io import write_parquet
+from instructx2x.core.io import write_parquet
 
 from . import ids, phantom, reports, tables, vqa
 from .physionet_layout import ROBOTS, URL_ROOT, write_index_pages, write_sha256sums

@@ -7,8 +7,8 @@ from pathlib import Path
 
 
 def run(args) -> int:
-    from ..config import load_config
-    from ..ledger import Ledger
+    from ..core.config import load_config
+    from ..core.ledger import Ledger
     from .latents import cache_latents
     from .prepare import prepare
     from .train import train

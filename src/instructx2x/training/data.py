@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from instructx2x.core.images import read_gray
+
 REQUIRED = ("pair_id", "split", "past_image", "current_image", "instruction")
 
 
@@ -30,8 +32,8 @@ def read_instructions(path, splits) -> pd.DataFrame:
 
 
 def load_image(path, size: int) -> torch.Tensor:
-    """Grayscale PNG -> 3x size x size float tensor in [-1, 1] (gray replicated to 3 channels)."""
-    im = Image.open(path).convert("L")
+    """Radiograph -> 3x size x size float tensor in [-1, 1] (gray replicated to 3 channels)."""
+    im = Image.fromarray(read_gray(path, check_content=False))
     if im.size != (size, size):
         im = im.resize((size, size), Image.BILINEAR)
     x = torch.from_numpy(np.asarray(im, dtype=np.float32) / 127.5 - 1.0)

@@ -14,7 +14,7 @@ import lightning as L
 import pandas as pd
 import torch
 
-from ..io import write_text
+from ..core.io import write_text
 
 log = logging.getLogger(__name__)
 

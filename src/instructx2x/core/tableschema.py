@@ -30,8 +30,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import yaml
 
-from instructx2x.config import SCHEMA_DIR
-from instructx2x.io import atomic_path
+from instructx2x.core.config import SCHEMA_DIR
+from instructx2x.core.io import atomic_path
+
+from instructx2x.core.errors import InputError
 
 TABLE_SCHEMA_DIR = SCHEMA_DIR / "tables"
 # Parquet types of the written tables: explicit, so that an all-null column keeps its type.
@@ -62,7 +64,7 @@ ID_FORMATS = {
 }
 
 
-class TableError(ValueError):
+class TableError(InputError):
     """A raw or written table does not match its schema; the message names file, line and column."""
 
 

@@ -14,11 +14,13 @@ import yaml
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from instructx2x.core.errors import InputError
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
 SCHEMA_DIR = REPO_ROOT / "schemas"
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """The configuration does not match ``schemas/config.schema.yaml``."""
 
 

@@ -2,13 +2,15 @@
 # pretrained InstructPix2Pix directory), the frozen VAE's latent cache, then fine-tuning with
 # Lightning; the EMA UNet is exported with the frozen parts as a diffusers pipeline.
 # Checkpoints live in results/model/checkpoints (not an output: a failed or requeued job keeps
-# them and the next run resumes from last.ckpt).
+# them and the next run resumes from last.ckpt); the declared output checkpoints.manifest.json
+# lists them with their SHA-256 for the lineage.
 MODEL_CFG = config["model"]
 TRAIN = config["training"]
 TRAIN_GPUS = 0 if TRAIN["accelerator"] == "cpu" else TRAIN["devices"]
 MODEL_PIPELINE = results("model/pipeline")
 MODEL_METRICS = results("model/metrics.csv")
 MODEL_LOSS_PNG = results("model/loss_curve.png")
+MODEL_CHECKPOINTS_MANIFEST = results("model/checkpoints.manifest.json")
 # What training computes with: the training section without the keys that only size the job
 # (changing mem_mb or runtime for a cluster must not retrain the model).
 TRAIN_RESOURCE_KEYS = ("cpu_threads", "cpus_per_gpu", "mem_mb", "runtime")
@@ -23,6 +25,7 @@ rule training_prepare:
         init=directory(results("model/init")),
     params:
         code=code_version("model", "training.prepare", "training.data"),
+        on_disk=on_disk("training_prepare"),  # a file deleted from init/ re-runs this job
         model=MODEL_CFG,
         resolution=config["registration"]["resolution"],
         seed=config["seed"],
@@ -76,9 +79,13 @@ rule training_train:
     output:
         pipeline=directory(MODEL_PIPELINE),
         metrics=MODEL_METRICS,
-        loss_png=MODEL_LOSS_PNG,
+        loss_png=report(MODEL_LOSS_PNG, caption="../docs/training_loss_curve.rst", category="Training"),
+        # checkpoints/ is not an output (Snakemake would delete it before a rerun, ending resume):
+        # this manifest of its files with their SHA-256 is, so they are in the lineage
+        checkpoints=MODEL_CHECKPOINTS_MANIFEST,
     params:
         code=TRAIN_CODE,
+        on_disk=on_disk("training_train"),  # a file deleted from pipeline/ re-runs training
         # The code version is also in the settings train() fingerprints its checkpoints with: after
         # a code edit the job re-runs and starts afresh, never resuming the old code's last.ckpt.
         training={**TRAIN_SETTINGS, "code": TRAIN_CODE},

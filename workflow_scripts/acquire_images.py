@@ -1,4 +1,5 @@
 """Rule `physionet_images`: the images and reports the tables call for; the raw manifest."""
+import _job  # noqa: F401  (first: the project's code from src/, and this job's lineage record)
 import logging
 import sys
 

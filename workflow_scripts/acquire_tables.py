@@ -1,4 +1,5 @@
 """Rule `physionet_tables`: SHA256SUMS.txt of each project, then the tables (credentials from env/netrc)."""
+import _job  # noqa: F401  (first: the project's code from src/, and this job's lineage record)
 import logging
 import sys
 

@@ -1,4 +1,5 @@
 """Rule `evaluation`: score real / input / wo_rse / rse and write report/metrics.json."""
+import _job  # noqa: F401  (first: the project's code from src/, and this job's lineage record)
 import logging
 import sys
 

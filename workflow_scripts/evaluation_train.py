@@ -1,4 +1,5 @@
 """Rule `evaluation_train`: the trained evaluator backend (small CNN on the train split's real images)."""
+import _job  # noqa: F401  (first: the project's code from src/, and this job's lineage record)
 import logging
 import sys
 

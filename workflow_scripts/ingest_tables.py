@@ -1,4 +1,5 @@
 """Rule `ingest`: validate the raw tables and write the typed parquet tables."""
+import _job  # noqa: F401  (first: the project's code from src/, and this job's lineage record)
 import logging
 import sys
 

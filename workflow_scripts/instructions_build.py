@@ -1,4 +1,5 @@
 """Rule `instructions_build`: join operations with accepted pairs, splits, Table 1."""
+import _job  # noqa: F401  (first: the project's code from src/, and this job's lineage record)
 import logging
 import sys
 

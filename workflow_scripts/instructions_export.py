@@ -1,4 +1,5 @@
 """Rule `instructions_export`: the authors' layout (instructions.csv + past/ + current/)."""
+import _job  # noqa: F401  (first: the project's code from src/, and this job's lineage record)
 import logging
 import sys
 

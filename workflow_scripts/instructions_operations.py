@@ -1,4 +1,5 @@
 """Rule `instructions_operations`: parse every difference answer into operations."""
+import _job  # noqa: F401  (first: the project's code from src/, and this job's lineage record)
 import logging
 import sys
 

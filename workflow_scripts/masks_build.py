@@ -1,4 +1,5 @@
 """Rule `masks`: pseudo masks from the MS-CXR boxes of PA images."""
+import _job  # noqa: F401  (first: the project's code from src/, and this job's lineage record)
 import logging
 import sys
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Rule `pairs`: difference rows -> pairs with one PA image per side."""
+import _job  # noqa: F401  (first: the project's code from src/, and this job's lineage record)
 import logging
 import sys
 

@@ -1,4 +1,5 @@
 """Rule `registration_gate`: MI gate, mirror and wrong-patient checks; fate of every pair."""
+import _job  # noqa: F401  (first: the project's code from src/, and this job's lineage record)
 import logging
 import sys
 

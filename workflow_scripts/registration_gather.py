@@ -1,4 +1,5 @@
 """Rule `registration_gather`: the shard tables -> registration.parquet (+ ledger of failures)."""
+import _job  # noqa: F401  (first: the project's code from src/, and this job's lineage record)
 import logging
 import sys
 

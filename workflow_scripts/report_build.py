@@ -1,4 +1,5 @@
 """Rule `report`: the self-contained HTML report."""
+import _job  # noqa: F401  (first: the project's code from src/, and this job's lineage record)
 import logging
 import sys
 

@@ -1,4 +1,5 @@
 """Rule `training_latents`: the frozen VAE's latents of (augmented copies of) train/val pairs."""
+import _job  # noqa: F401  (first: the project's code from src/, and this job's lineage record)
 import logging
 import sys
 

@@ -1,4 +1,5 @@
 """Rule `training_prepare`: initial components (tiny preset + VAE pre-training, or pretrained)."""
+import _job  # noqa: F401  (first: the project's code from src/, and this job's lineage record)
 import logging
 import sys
 

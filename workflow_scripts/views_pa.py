@@ -1,4 +1,5 @@
 """Rule `views_pa`: the PA decision (metadata PA and classifier not lateral)."""
+import _job  # noqa: F401  (first: the project's code from src/, and this job's lineage record)
 import logging
 import sys
 

@@ -1,4 +1,5 @@
 """Rule `views_score`: frontal-vs-lateral classifier scores per image (cached)."""
+import _job  # noqa: F401  (first: the project's code from src/, and this job's lineage record)
 import logging
 import os
 import sys

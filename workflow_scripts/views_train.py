@@ -1,4 +1,5 @@
 """Rule `views_train`: train the tiny frontal-vs-lateral CNN on metadata view labels."""
+import _job  # noqa: F401  (first: the project's code from src/, and this job's lineage record)
 import logging
 import sys
 

@@ -135,6 +135,7 @@ def test_acquire_env_in_a_fresh_venv_runs_the_ingest_script(repo_root, tmp_path,
 
     # a work dir with the workflow and a demo dataset where the demo_data rule would put it
     work = tmp_path / "work"
+    work.mkdir()
     for name in ("Snakefile", "config.yaml", "rules", "workflow_scripts", "src", "schemas", "envs"):
         src = repo_root / name
         (shutil.copytree(src, work / name, ignore=shutil.ignore_patterns("__pycache__"))

@@ -14,8 +14,9 @@ import sys
 from pathlib import Path
 
 _SRC = str(Path(__file__).resolve().parent.parent / "src")
-if _SRC not in sys.path:
-    sys.path.insert(0, _SRC)
+while _SRC in sys.path:  # Snakemake may have appended it (after site-packages): first, once
+    sys.path.remove(_SRC)
+sys.path.insert(0, _SRC)
 
 from instructx2x.provenance.store import record_script_job  # noqa: E402
 

@@ -18,7 +18,7 @@ SUBCOMMANDS: dict[str, str] = {
     "ingest": "instructx2x.ingest",
     "register": "instructx2x.registration",
     "download": "instructx2x.download",
-    "edit": "instructx2x.edit",
+    "edit": "instructx2x.inference.edit",
     "parse-instruction": "instructx2x.instructions.cli",
     "train": "instructx2x.training.cli",
     "evaluate": "instructx2x.evaluation.evaluate",

@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, str] = {
     "register": "instructx2x.registration",
     "download": "instructx2x.download",
     "edit": "instructx2x.inference.edit",
+    "serve": "instructx2x.inference.serve",
     "parse-instruction": "instructx2x.instructions.cli",
     "train": "instructx2x.training.cli",
     "evaluate": "instructx2x.evaluation.evaluate",

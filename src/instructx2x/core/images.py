@@ -168,6 +168,8 @@ def read_gray(
         raise UnreadableImage(f"{name}: is a directory, expected an image file") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise UnreadableImage(f"{name}: decompression-bomb guard: {exc}") from None
+    except Image.UnidentifiedImageError:
+        raise UnreadableImage(f"{name}: not an image file (PNG, JPG, TIFF... or DICOM expected)") from None
     except Exception as exc:  # noqa: BLE001 - every decoder failure is reported with its own words
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise UnreadableImage(f"{name}: cannot decode image ({type(exc).__name__}: {reason})") from None

@@ -216,6 +216,11 @@ class Editor:
                 raise InputError(str(err)) from None
         self.pseudo_masks = pseudo_masks
         self.region_settings = dict(region_settings or {})
+        import diffusers.utils.logging as dlog
+        import transformers.utils.logging as tlog
+
+        dlog.disable_progress_bar()  # stderr stays for the one-line errors and warnings
+        tlog.disable_progress_bar()
         t0 = time.perf_counter()
         try:
             self.pipe = RegionSpecificEditPipeline.from_pretrained(self.model_dir, pseudo_masks=pseudo_masks,

@@ -50,7 +50,7 @@ def test_missing_image(files, capsys):
 
 def test_not_an_image(files, capsys):
     root, model = files
-    _fails(_edit(root, model, image="notes.png"), capsys, "notes.png: not an image file")
+    _fails(_edit(root, model, image="notes.png"), capsys, "notes.png: cannot decode image (not an image file")
 
 
 @pytest.mark.parametrize("model_arg,fragment", [("", "--model is empty"), ("missing_dir", "no such directory"),

@@ -87,7 +87,7 @@ def test_edit_answers_record_and_base64_images(client):
 
 def test_bad_uploads_get_clear_errors(client):
     ok = {"instruction": "Add a small left pleural effusion", "steps": 1}
-    _error(_post(client, image=b"hello, not an image", settings=ok), 400, "image upload in.png: not an image file")
+    _error(_post(client, image=b"hello, not an image", settings=ok), 400, "image upload in.png: cannot decode image (not an image file")
     _error(_post(client, settings=ok), 400, "'image' file")
     _error(_post(client, image=client.image, raw_settings="{not json"), 400, "settings is not valid JSON")
     _error(_post(client, image=client.image, settings={"instruction": "x", "path": "/etc/passwd"}), 400,

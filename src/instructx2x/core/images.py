@@ -169,7 +169,7 @@ def read_gray(
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise UnreadableImage(f"{name}: decompression-bomb guard: {exc}") from None
     except Image.UnidentifiedImageError:
-        raise UnreadableImage(f"{name}: not an image file (PNG, JPG, TIFF... or DICOM expected)") from None
+        raise UnreadableImage(f"{name}: cannot decode image (not an image file: PNG, JPG, TIFF... or DICOM expected)") from None
     except Exception as exc:  # noqa: BLE001 - every decoder failure is reported with its own words
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise UnreadableImage(f"{name}: cannot decode image ({type(exc).__name__}: {reason})") from None

@@ -17,7 +17,7 @@ rule infer:
         # the shard's edits, guidance maps (.npy, .png), masks and overlays: images/shard_<k>/<mode>/
         images=directory(results("inference/images/shard_{shard}")),
     params:
-        code=code_version("inference", "rse", "masks"),
+        code=code_version("inference.shards", "inference.rse", "masks"),
         on_disk=on_disk("infer"),  # a file deleted from images/ re-runs this shard (rules/common.smk)
         modes=INFER_MODES,
         n_shards=INFER["shards"],
@@ -48,7 +48,7 @@ rule inference_records:
         ledger=results("ledger/inference.tsv"),
         counts=results("ledger/inference.counts.tsv"),
     params:
-        code=code_version("inference"),
+        code=code_version("inference.shards"),
     log:
         f"{LOGS}/inference_records.log",
     resources:

@@ -93,12 +93,10 @@ def audit(results_dir: str | Path, *, exclude: tuple[str, ...] | set[str] = (), 
     known_files: set[str] = set(exclude)      # keys accounted for (files and declared outputs)
     covered_dirs: set[str] = set()            # directory outputs whose content was checked file by file
     for h in excluded + deferred:
-        for o in h.get("outputs", []):
-            known_files.add(o["path"])
-            if o.get("kind") == "dir":
-                covered_dirs.add(o["path"])
-        for e in iter_files(h):
-            known_files.add(e["path"])
+        dirs = {o["path"] for o in h.get("outputs", []) if o.get("kind") == "dir"}
+        covered_dirs |= dirs
+        known_files.update(o["path"] for o in h.get("outputs", []))
+        known_files.update(e["path"] for e in _files(h, problems) if e["of"] not in dirs)  # manifest-listed
 
     pool = ThreadPoolExecutor(max(1, int(workers)))
     n_outputs = 0
@@ -106,7 +104,7 @@ def audit(results_dir: str | Path, *, exclude: tuple[str, ...] | set[str] = (), 
         for h in checked:
             rule, when = h["rule"], h.get("finished_utc")
             mine = [o for o in h.get("outputs", []) if owner.get(o["path"]) is h]
-            files = [e for e in iter_files(h) if owner.get(e["of"]) is h]
+            files = [e for e in _files(h, problems) if owner.get(e["of"]) is h]
             # declared file outputs and manifests
             singles = [o for o in mine if o.get("kind") != "dir"]
             found = pool.map(lambda o: _hash_or_none(key_path(o["path"], results)), singles)
@@ -119,8 +117,10 @@ def audit(results_dir: str | Path, *, exclude: tuple[str, ...] | set[str] = (), 
                     problems.append(_problem(o["path"], "changed since its rule made it", o["sha256"], sha, rule, when))
             # files inside directory outputs and listed by manifests
             found = pool.map(lambda e: _hash_or_none(key_path(e["path"], results)), files)
+            dir_keys = {o["path"] for o in mine if o.get("kind") == "dir"}
             for e, sha in zip(files, found):
-                known_files.add(e["path"])
+                if e["of"] not in dir_keys:  # files inside directories are skipped by the walk as a whole
+                    known_files.add(e["path"])
                 n_outputs += 1
                 if sha is None:
                     problems.append(_problem(e["path"], "missing", e["sha256"], None, rule, when))
@@ -162,6 +162,17 @@ def audit(results_dir: str | Path, *, exclude: tuple[str, ...] | set[str] = (), 
         "deferred": sorted(f"{h['rule']}[{h['key']}]" for h in deferred),
         "problems": problems,
     }
+
+
+def _files(h: dict, problems: list) -> list[dict]:
+    """The per-file entries of a record; a record whose file list is gone is itself a problem."""
+    try:
+        return list(iter_files(h))
+    except FileNotFoundError:
+        problems.append(_problem(str(Path(h["_path"]).with_name(h["files"])), "the file list of this job record is "
+                                 "missing: the files inside its directory outputs cannot be checked", None, None,
+                                 h["rule"], h.get("finished_utc")))
+        return []
 
 
 def _check_inputs(h: dict, owner: dict, out_entry: dict, raw: dict, results: Path) -> list[dict]:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from instructx2x import view_classifier
+from instructx2x.views import classifier as view_classifier
 from instructx2x.core.ledger import read_ledger
 from instructx2x.views import XRV_VIEW_FILE, XRV_VIEW_URL, MissingWeights, decide_pa, load_xrv_view_model, score_views
 
@@ -45,7 +45,7 @@ def make_images(tmp_path, n_each: int = 30) -> pd.DataFrame:
         view = "LATERAL" if is_lat else ("PA" if i % 4 == 0 else "AP")
         p = d / f"img{i:03d}.jpg"
         Image.fromarray(arr).save(p, quality=95)
-        rows.append({"dicom_id": f"d{i:03d}", "subject_id": 1, "study_id": 100 + i // 2, "ViewPosition": view,
+        rows.append({"dicom_id": f"d{i:03d}", "subject_id": 1000 + i // 4, "study_id": 100 + i // 2, "ViewPosition": view,
                      "image_path": str(p), "truth": "lateral" if is_lat else "frontal"})
     rows[1]["ViewPosition"] = "PA"  # a lateral image whose metadata says PA
     data = open(rows[4]["image_path"], "rb").read()

@@ -2,8 +2,8 @@
 import logging
 import sys
 
-from instructx2x.registration_gate import GateSettings
-from instructx2x.registration_stage import apply_gate
+from instructx2x.registration.gate import GateSettings
+from instructx2x.registration.stage import apply_gate
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
 sys.stderr = open(snakemake.log[0], "a")  # noqa: F821

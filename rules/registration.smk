@@ -3,7 +3,7 @@
 # re-runs only registration_gate and the montage.
 REG_CFG = config["registration"]
 REG_SHARDS = list(range(REG_CFG["shards"]))
-REG_SETTINGS = {k: v for k, v in REG_CFG.items() if k not in ("shards", "mi_threshold", "mirror_margin", "ncc_min", "structure_ncc_min", "montage_pairs")}
+REG_SETTINGS = {k: v for k, v in REG_CFG.items() if k not in ("shards", "mi_threshold", "mirror_margin", "ncc_min", "structure_ncc_min", "same_patient_action", "montage_pairs")}
 
 
 rule registration_shard:
@@ -66,6 +66,7 @@ rule registration_gate:
         mirror_margin=REG_CFG["mirror_margin"],
         ncc_min=REG_CFG["ncc_min"],
         structure_ncc_min=REG_CFG["structure_ncc_min"],
+        same_patient_action=REG_CFG["same_patient_action"],
     log:
         f"{LOGS}/registration_gate.log",
     resources:

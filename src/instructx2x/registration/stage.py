@@ -23,8 +23,8 @@ import pandas as pd
 from instructx2x.core.io import write_parquet
 from instructx2x.core.ledger import Ledger, read_ledger
 from instructx2x.core.images import UnreadableImage
-from instructx2x.registration.algorithm import RegistrationSettings, register_files, save_png, shard_of
-from instructx2x.registration.gate import GateSettings, gate_reason
+from instructx2x.registration.algorithm import RegistrationSettings, UnusableImage, register_files, save_png, shard_of
+from instructx2x.registration.gate import GateSettings, gate_flag, gate_reason
 from instructx2x.views.tables import require_columns
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,10 @@ def register_shard(pairs_path, shard: int, shards: int, settings: RegistrationSe
         except UnreadableImage as exc:
             rows.append(_empty_row(r.pair_id, shard, settings.resolution, f"unreadable image: {exc}"))
             log.warning("%s: unreadable image: %s", r.pair_id, exc)
+            continue
+        except UnusableImage as exc:
+            rows.append(_empty_row(r.pair_id, shard, settings.resolution, f"unusable image: {exc}"))
+            log.warning("%s: unusable image: %s", r.pair_id, exc)
             continue
         except Exception as exc:  # noqa: BLE001 - a failed registration is set aside, the shard goes on
             rows.append(_empty_row(r.pair_id, shard, settings.resolution, f"registration failed: {type(exc).__name__}: {exc}"))
@@ -98,10 +102,14 @@ def gather(shard_paths, out_path, *, ledger_path=None, counts_path=None) -> pd.D
 
 
 def apply_gate(registration_path, pairs_ledger_path, accepted_path, fates_path, gate: GateSettings, *, ledger_path=None, counts_path=None) -> pd.DataFrame:
+    """The gate over all registered pairs. With ``same_patient_action: flag`` a pair failing the
+    same-patient check is kept: ``gate_flag`` in ``accepted_pairs.parquet``, a ledger line
+    ``flagged: wrong patient suspected`` and its fate's detail say so."""
     reg = pd.read_parquet(registration_path)
     require_columns(reg, RESULT_COLUMNS, registration_path)
-    reasons = [gate_reason(r, gate) for r in reg.to_dict("records")]
-    reg["gate_reason"] = reasons
+    records = reg.to_dict("records")
+    reg["gate_reason"] = [gate_reason(r, gate) for r in records]
+    reg["gate_flag"] = [gate_flag(r, gate) if r["status"] == "ok" else "" for r in records]
     accepted = reg[reg["gate_reason"] == ""].drop(columns=["gate_reason"])
     write_parquet(accepted, accepted_path)
 
@@ -109,12 +117,17 @@ def apply_gate(registration_path, pairs_ledger_path, accepted_path, fates_path, 
     ok = reg[reg["status"] == "ok"]
     for r in ok[ok["gate_reason"] != ""].itertuples(index=False):
         ledger.set_aside("pair", r.pair_id, r.gate_reason, _detail(r))
+    for r in accepted[accepted["gate_flag"] != ""].itertuples(index=False):
+        ledger.set_aside("pair", r.pair_id, f"flagged: {r.gate_flag}", "kept (registration.same_patient_action: flag); " + _detail(r))
     n = len(ok)
     after_mi = ok[ok["gate_reason"] != "mi gate"]
     after_mirror = after_mi[after_mi["gate_reason"] != "mirror suspected"]
     ledger.count("mi gate", n, len(after_mi), f"mi <= {gate.mi_threshold}")
     ledger.count("mirror check", len(after_mi), len(after_mirror), f"mirror_mi >= mi - {gate.mirror_margin}")
-    ledger.count("same-patient check", len(after_mirror), len(accepted), f"ncc >= {gate.ncc_min} and structure_ncc >= {gate.structure_ncc_min}")
+    n_flagged = int((accepted["gate_flag"] != "").sum())
+    ledger.count("same-patient check", len(after_mirror), len(accepted),
+                 f"ncc >= {gate.ncc_min} and structure_ncc >= {gate.structure_ncc_min}"
+                 + (f"; action flag: {n_flagged} kept and flagged" if gate.same_patient_action == "flag" else ""))
     if ledger_path:
         ledger.write(ledger_path, counts_path)
 
@@ -126,7 +139,7 @@ def apply_gate(registration_path, pairs_ledger_path, accepted_path, fates_path, 
             fates.append({"pair_id": r.pair_id, "stage": "registration", "fate": reason, "detail": detail})
         else:
             fates.append({"pair_id": r.pair_id, "stage": "registration_gate", "fate": r.gate_reason or "kept",
-                          "detail": _detail(r)})
+                          "detail": (f"flagged: {r.gate_flag}; " if r.gate_flag else "") + _detail(r)})
     fates_df = pd.DataFrame(fates, columns=["pair_id", "stage", "fate", "detail"]).sort_values("pair_id", kind="stable")
     write_parquet(fates_df, fates_path)
     return fates_df

@@ -156,7 +156,7 @@ def test_images_of_different_pixel_size_register(settings):
 
 
 def test_16bit_copy_edits_the_same_way(tmp_path, capsys):
-    from instructx2x.tiny_pipeline import build_tiny_pipeline
+    from helpers.tiny_pipeline import build_tiny_pipeline
 
     model = build_tiny_pipeline(tmp_path / "model")
     arr = np.asarray(Image.fromarray(img(SINGLE)).resize((32, 32), Image.BILINEAR))

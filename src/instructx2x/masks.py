@@ -150,7 +150,8 @@ def plot_pseudo_masks(masks: dict, path) -> None:
 
     from instructx2x.core.io import atomic_path
 
-    fig, axes = plt.subplots(2, 4, figsize=(12, 7.0))
+    # constrained layout reserves room for every title (tight_layout let the second row's run under the first)
+    fig, axes = plt.subplots(2, 4, figsize=(12, 7.0), layout="constrained")
     for ax, cat in zip(axes.ravel(), CATEGORIES):
         ax.imshow(masks[cat], cmap="gray", vmin=0, vmax=1)
         # two short lines: long category names no longer run into their neighbours' titles
@@ -158,7 +159,6 @@ def plot_pseudo_masks(masks: dict, path) -> None:
         ax.axis("off")
     fig.suptitle("Pseudo masks: union of MS-CXR boxes of PA images\n(image orientation: the patient's left is on the right)",
                  fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=80, metadata={"Software": None})
     plt.close(fig)

@@ -3,8 +3,8 @@ import _job  # noqa: F401  (first: the project's code from src/, and this job's 
 import logging
 import sys
 
-from instructx2x.registration import RegistrationSettings
-from instructx2x.registration_stage import register_shard
+from instructx2x.registration.algorithm import RegistrationSettings
+from instructx2x.registration.stage import register_shard
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
 sys.stderr = open(snakemake.log[0], "a")  # noqa: F821

@@ -3,7 +3,7 @@ import _job  # noqa: F401  (first: the project's code from src/, and this job's 
 import logging
 import sys
 
-from instructx2x.view_classifier import train
+from instructx2x.views.classifier import train
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
 sys.stderr = open(snakemake.log[0], "a")  # noqa: F821
@@ -14,4 +14,5 @@ train(
     seed=snakemake.params.seed,  # noqa: F821
     epochs=snakemake.params.epochs,  # noqa: F821
     max_images=snakemake.params.max_images,  # noqa: F821
+    folds=snakemake.params.folds,  # noqa: F821
 )

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from instructx2x import cli, edit
-from instructx2x.tiny_pipeline import build_tiny_pipeline
+from helpers.tiny_pipeline import build_tiny_pipeline
 
 SIZE = 32
 

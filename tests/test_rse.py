@@ -13,7 +13,7 @@ from instructx2x.rse import (
     normalize_relevance,
     timestep_after_step,
 )
-from instructx2x.tiny_pipeline import build_tiny_pipeline
+from helpers.tiny_pipeline import build_tiny_pipeline
 
 SIZE = 32
 STEPS = 4

@@ -2,7 +2,7 @@
 import logging
 import sys
 
-from instructx2x.download import fetch_images
+from instructx2x.acquire.download import fetch_images
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
 sys.stderr = open(snakemake.log[0], "a")  # noqa: F821

@@ -2,7 +2,7 @@
 import logging
 import sys
 
-from instructx2x.local_manifest import build_local_manifest
+from instructx2x.acquire.local_manifest import build_local_manifest
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
 sys.stderr = open(snakemake.log[0], "a")  # noqa: F821

@@ -15,9 +15,9 @@ from instructx2x.core.errors import InputError
 SUBCOMMANDS: dict[str, str] = {
     "demo-data": "instructx2x.synthetic.cli",
     "audit": "instructx2x.provenance",
-    "ingest": "instructx2x.ingest",
+    "ingest": "instructx2x.ingest.cli",
     "register": "instructx2x.registration",
-    "download": "instructx2x.download",
+    "download": "instructx2x.acquire.download",
     "edit": "instructx2x.edit",
     "parse-instruction": "instructx2x.instructions.cli",
     "train": "instructx2x.training.cli",

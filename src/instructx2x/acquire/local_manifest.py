@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from instructx2x import sources
-from instructx2x.download import MANIFEST_COLUMNS, SUMS, table_paths
-from instructx2x.fetcher import DownloadError, parse_sha256sums, sha256_file
+from instructx2x.acquire import sources
+from instructx2x.acquire.download import MANIFEST_COLUMNS, SUMS, table_paths
+from instructx2x.acquire.fetcher import DownloadError, parse_sha256sums, sha256_file
 from instructx2x.core.io import write_parquet
 from instructx2x.core.ledger import Ledger
 

@@ -10,10 +10,10 @@ so ingest reads downloads exactly as it reads a local copy:
    image, the images MS-CXR boxes refer to, and the reports of the pair studies (single report
    files, or members extracted from ``mimic-cxr-reports.zip`` with ``physionet.reports: zip``).
 
-Every file goes through ``instructx2x.fetcher.Fetcher`` (HTTP ``Range`` resume, retries with
+Every file goes through ``instructx2x.acquire.fetcher.Fetcher`` (HTTP ``Range`` resume, retries with
 backoff, parallel transfers, renamed into place only after its SHA-256 matches ``SHA256SUMS.txt``,
 quarantine of mismatches; a 401/403 stops everything at once). Credentials come from
-``instructx2x.credentials`` and travel only in the HTTP Authorization header.
+``instructx2x.acquire.credentials`` and travel only in the HTTP Authorization header.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from instructx2x import sources
-from instructx2x.credentials import Credentials, CredentialsError, get_credentials
-from instructx2x.fetcher import AuthError, DownloadError, Fetcher, FileResult, FileTask, Settings, parse_sha256sums
+from instructx2x.acquire import sources
+from instructx2x.acquire.credentials import Credentials, CredentialsError, get_credentials
+from instructx2x.acquire.fetcher import AuthError, DownloadError, Fetcher, FileResult, FileTask, Settings, parse_sha256sums
 from instructx2x.core.io import write_json, write_parquet
 from instructx2x.core.ledger import Ledger
 from instructx2x.core.tableschema import load_schema
@@ -75,7 +75,7 @@ def table_paths(config: dict) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for name in sources.DATASET_NAMES:
         # ingest's own schema resolution (version-dependent paths, e.g. MIMIC-IV 1.0 core/)
-        from instructx2x.ingest import _raw_schema
+        from instructx2x.ingest.tables import _raw_schema
 
         rels = [_raw_schema(schema.removeprefix("raw_"), config)["path"] for schema in TABLE_SCHEMAS[name]]
         rels += EXTRA_TABLES.get(name, [])
@@ -375,7 +375,7 @@ def _cli(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m instructx2x.download --dest DIR ...``: the same as ``instructx2x download``."""
+    """``python -m instructx2x.acquire.download --dest DIR ...``: the same as ``instructx2x download``."""
     parser = argparse.ArgumentParser(prog="instructx2x")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["download", *(sys.argv[1:] if argv is None else argv)])

@@ -1,4 +1,8 @@
 """Rule `physionet_tables`: SHA256SUMS.txt of each project, then the tables (credentials from env/netrc)."""
+from instructx2x.core.errors import report_stage_errors
+
+report_stage_errors()  # an expected error prints one line on the terminal, not "message: None"
+
 import logging
 import sys
 

@@ -1,4 +1,8 @@
 """Rule demo_data: write the synthetic dataset and its raw manifest."""
+from instructx2x.core.errors import report_stage_errors
+
+report_stage_errors()  # an expected error prints one line on the terminal, not "message: None"
+
 
 import logging
 

@@ -355,31 +355,21 @@ def add_parser(subparsers) -> None:
 
 
 def _cli(args: argparse.Namespace) -> int:
-    import yaml
-
-    from instructx2x.core.config import ConfigError, validate_config
+    from instructx2x.core.config import load_config
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        with open(args.config) as fh:
-            config = yaml.safe_load(fh) or {}
-        validate_config(config)
-        if args.workers is not None:
-            config.setdefault("physionet", {})["workers"] = args.workers
-        summary = download(config, args.dest, args.base_url)
-    except (DownloadError, CredentialsError, ConfigError, OSError) as exc:
-        print(f"instructx2x download: error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, (AuthError, CredentialsError)) else 1
+    overrides = {"physionet": {"workers": args.workers}} if args.workers is not None else None
+    config = load_config(args.config, overrides)
+    summary = download(config, args.dest, args.base_url)  # DownloadError/CredentialsError: one line, exit 2
     print(json.dumps(summary, indent=2, sort_keys=True))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m instructx2x.acquire.download --dest DIR ...``: the same as ``instructx2x download``."""
-    parser = argparse.ArgumentParser(prog="instructx2x")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["download", *(sys.argv[1:] if argv is None else argv)])
-    return int(args.func(args) or 0)
+    from instructx2x.cli import main as cli_main
+
+    return cli_main(["download", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":  # pragma: no cover

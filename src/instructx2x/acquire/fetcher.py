@@ -26,11 +26,12 @@ import requests
 from tqdm import tqdm
 
 from instructx2x.acquire.credentials import Credentials
+from instructx2x.core.errors import InputError
 
 log = logging.getLogger(__name__)
 
 
-class DownloadError(RuntimeError):
+class DownloadError(InputError):
     """A download stage failed; the message says which files and why (never a password)."""
 
 

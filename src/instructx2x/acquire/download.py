@@ -341,6 +341,8 @@ def download(config: dict, dest: str | Path, base_url: str | None = None, creden
 
 
 def add_parser(subparsers) -> None:
+    from instructx2x.core.cliargs import positive_int
+
     p = subparsers.add_parser(
         "download",
         help="fetch the needed PhysioNet files (tables, then only the needed images/reports), verified",
@@ -350,7 +352,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--dest", required=True, help="directory to download into")
     p.add_argument("--base-url", default=None, help="default: physionet.base_url of the config")
     p.add_argument("--config", default="config.yaml", help="pipeline config (dataset versions, physionet section)")
-    p.add_argument("--workers", type=int, default=None, help="parallel transfers (default physionet.workers)")
+    p.add_argument("--workers", type=positive_int, default=None, help="parallel transfers (default physionet.workers)")
     p.set_defaults(func=_cli)
 
 

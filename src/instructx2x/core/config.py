@@ -152,7 +152,7 @@ def validate_config(config: dict, schema_dir: str | Path = SCHEMA_DIR) -> dict:
         raise ConfigError("config does not match schemas/config.schema.yaml:\n" + "\n".join(lines))
     problems = cross_field_problems(config)
     if problems:
-        raise ConfigError("config keys contradict each other:\n" + "\n".join(f"  {p}" for p in problems))
+        raise ConfigError("config is inconsistent (rules across keys, checked at load):\n" + "\n".join(f"  {p}" for p in problems))
     return config
 
 

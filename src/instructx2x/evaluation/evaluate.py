@@ -162,6 +162,8 @@ def evaluate(records_path, studies_path, patients_path, admissions_path, *, out_
 
 def add_parser(subparsers) -> None:
     """``instructx2x evaluate``: Table 2 metrics for inference records, outside Snakemake."""
+    from instructx2x.core.cliargs import non_negative_int, positive_int
+
     p = subparsers.add_parser("evaluate", help="score edited images (Table 2: AUROC, race, age, CMIG, KL, FID)")
     p.add_argument("--records", required=True, help="inference/records.parquet")
     p.add_argument("--tables", required=True, help="directory with studies/patients/admissions.parquet (ingest)")
@@ -171,8 +173,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--model", default=None, help="trained: the evaluator model (rule evaluation_train)")
     p.add_argument("--splits", nargs="*", default=["test"])
     p.add_argument("--uncertain", choices=["zero", "one", "exclude"], default="zero")
-    p.add_argument("--bootstrap", type=int, default=200)
-    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--bootstrap", type=positive_int, default=200)
+    p.add_argument("--seed", type=non_negative_int, default=1234)
     p.set_defaults(func=_cli)
 
 

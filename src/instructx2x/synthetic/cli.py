@@ -8,6 +8,8 @@ from pathlib import Path
 
 
 def add_parser(subparsers) -> None:
+    from instructx2x.core.cliargs import non_negative_int
+
     p = subparsers.add_parser(
         "demo-data",
         help="write the synthetic demo dataset in PhysioNet's layout (+ ground_truth/)",
@@ -18,7 +20,7 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("out_dir", metavar="OUT_DIR")
     p.add_argument("--patients", type=int, default=60, help="number of patients (2-5 studies each; default 60)")
-    p.add_argument("--seed", type=int, default=7, help="generator seed (default 7)")
+    p.add_argument("--seed", type=non_negative_int, default=7, help="generator seed (default 7)")
     p.add_argument("--tables-only", action="store_true",
                    help="write the tables only (no JPGs, no report files): for scale benchmarks")
     p.add_argument("--manifest", default=None, help="also write the raw manifest (parquet) to this path")

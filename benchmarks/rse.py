@@ -28,8 +28,9 @@ import numpy as np
 import torch
 from results_md import replace_section  # noqa: E402  (benchmarks/ is the script directory)
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # tests/helpers: the tiny pipeline builder
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # test-only builders: tests/helpers/tiny_pipeline.py
 SECTION = "## RSE: Region-Specific Editing vs plain editing vs diffusers"
 
 
@@ -79,7 +80,7 @@ def main(argv=None) -> int:
     from PIL import Image
 
     from instructx2x.masks import CATEGORIES, PseudoMasks
-    from instructx2x.rse import RegionSpecificEditPipeline
+    from instructx2x.inference.rse import RegionSpecificEditPipeline
     from helpers.tiny_pipeline import build_tiny_pipeline
 
     dlogging.disable_progress_bar()

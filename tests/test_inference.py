@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from instructx2x.inference import merge_records, pair_seed, read_instructions, run_shard
+from instructx2x.inference.shards import merge_records, pair_seed, read_instructions, run_shard
 from instructx2x.core.ledger import read_ledger
 from instructx2x.masks import CATEGORIES
 from helpers.tiny_pipeline import build_tiny_pipeline

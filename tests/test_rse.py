@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from instructx2x.masks import CATEGORIES, PseudoMasks
-from instructx2x.rse import (
+from instructx2x.inference.rse import (
     RegionSpecificEditPipeline,
     noise_to_timestep,
     normalize_relevance,

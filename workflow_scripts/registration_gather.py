@@ -6,7 +6,7 @@ report_stage_errors()  # an expected error prints one line on the terminal, not 
 import logging
 import sys
 
-from instructx2x.registration_stage import gather
+from instructx2x.registration.stage import gather
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
 sys.stderr = open(snakemake.log[0], "a")  # noqa: F821

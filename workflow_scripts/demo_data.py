@@ -14,6 +14,7 @@ manifest = generate_dataset(
     patients=snakemake.params.patients,
     seed=snakemake.params.seed,
     tables_only=False,
+    race_mix=snakemake.params.race_mix,
     manifest_path=snakemake.output.manifest,
 )
 logging.info("wrote %d raw files", len(manifest))

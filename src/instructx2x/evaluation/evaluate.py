@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from instructx2x.evaluation import edit_success as ES
 from instructx2x.evaluation import metrics as M
 from instructx2x.evaluation.evaluators import load_evaluator
 from instructx2x.evaluation.labels import FINDINGS, RACES, pair_targets
@@ -82,6 +83,35 @@ def row_images(records: pd.DataFrame, ledger: Ledger) -> pd.DataFrame:
     return out
 
 
+def _pairs_by_split(records: pd.DataFrame, images: pd.DataFrame) -> dict | None:
+    if "split" not in records.columns:
+        return None
+    split_of = records.drop_duplicates("pair_id").set_index("pair_id")["split"]
+    counts = split_of.reindex(images["pair_id"]).value_counts()
+    return {str(k): int(v) for k, v in sorted(counts.items())}
+
+
+def edit_success(records: pd.DataFrame, predictions: pd.DataFrame, n_boot: int, seed: int) -> dict | None:
+    """The edit-success measures of ``evaluation.edit_success`` on the evaluated pairs."""
+    from instructx2x.core.images import read_gray
+
+    if predictions.empty or records.empty:
+        return None
+    dist = ES.pair_distances(records, lambda p: read_gray(p, check_content=False))
+    dirs = ES.operation_directions(records, predictions)
+    out = ES.summarize(dist, dirs, n_boot=n_boot, seed=seed)
+    out["definitions"] = {
+        "ratio": "per pair: mean |edit - target| / mean |input - target| (grey levels), inside the RSE edit mask "
+                 "for rse, over the whole image for wo_rse; < 1 means the edit is closer to the target",
+        "share_closer": "share of pairs with ratio < 1",
+        "share_moved_as_instructed": "share of Add/Remove operations on the evaluator's five findings whose "
+                                     "predicted probability moves up (Add) or down (Remove) from input to edit",
+        "intervals": f"bootstrap 95% percentile intervals over pairs / operations ({n_boot} resamples)",
+    }
+    out["pairs"] = dist.round(4).to_dict(orient="records")
+    return out
+
+
 def evaluate(records_path, studies_path, patients_path, admissions_path, *, out_metrics, out_predictions, ledger_path,
              counts_path, backend: str = "trained", weights_dir=None, model_path=None, evaluator_info_path=None,
              uncertain: str = "zero", missing: str = "zero", race_rule: str = "consistent", n_boot: int = 200,
@@ -116,15 +146,21 @@ def evaluate(records_path, studies_path, patients_path, admissions_path, *, out_
             t[f"p_race_{g}"] = preds[row]["race"][:, i]
         t["age_pred"] = preds[row]["age"]
         pred_rows.append(t)
-    rows = {}
+    rows, boot_samples = {}, {}
     for k, row in enumerate(ROWS):
         if row not in preds:
             rows[row] = None
             continue
         m = M.row_metrics(targets, preds[row], preds["real"], FINDINGS)
-        m["intervals"] = M.bootstrap_intervals(targets, preds[row], preds["real"], FINDINGS, n_boot=n_boot, seed=seed + k)
+        boot_samples[row] = {}
+        # the same seed for every row: the same resampled pairs, so row differences are paired
+        m["intervals"] = M.bootstrap_intervals(targets, preds[row], preds["real"], FINDINGS, n_boot=n_boot, seed=seed,
+                                               samples_out=boot_samples[row])
+        m["interval_reasons"] = M.interval_reasons(targets, m["intervals"], FINDINGS, row)
         m["n_pairs"] = int(len(images))
         rows[row] = M.clean(m)
+    predictions = pd.concat(pred_rows, ignore_index=True) if pred_rows else pd.DataFrame()
+    success = edit_success(records[records["pair_id"].isin(set(images["pair_id"]))], predictions, n_boot, seed)
     info = None
     if evaluator_info_path:
         with open(evaluator_info_path) as fh:
@@ -139,8 +175,10 @@ def evaluate(records_path, studies_path, patients_path, admissions_path, *, out_
         "evaluator": info,
         "findings": list(FINDINGS),
         "races": list(RACES),
-        "ablation_directions": M.ablation_directions(rows),
+        "ablation_directions": M.ablation_directions(rows, samples=boot_samples),
+        "edit_success": success,
         "splits": list(splits) if splits is not None else None,
+        "n_pairs_by_split": _pairs_by_split(records, images),
         "label_rules": {"uncertain": uncertain, "missing": missing, "race_rule": race_rule},
         "definitions": {
             "patho_auroc": "mean over the 5 findings of the AUROC of the predicted probability vs the current study's CheXpert label",
@@ -153,7 +191,7 @@ def evaluate(records_path, studies_path, patients_path, admissions_path, *, out_
         },
         "paper_table2": M.PAPER_TABLE2,
     }
-    write_parquet(pd.concat(pred_rows, ignore_index=True) if pred_rows else pd.DataFrame(), out_predictions)
+    write_parquet(predictions, out_predictions)
     write_json(result, out_metrics)
     ledger.write(ledger_path, counts_path)
     log.info("evaluation: %d pairs; rows %s", len(images), {k: (v or {}).get("cmig") for k, v in rows.items()})

@@ -23,6 +23,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seed", type=non_negative_int, default=7, help="generator seed (default 7)")
     p.add_argument("--tables-only", action="store_true",
                    help="write the tables only (no JPGs, no report files): for scale benchmarks")
+    p.add_argument("--race-mix", choices=["mimic", "balanced"], default="mimic",
+                   help="race weights: mimic (MIMIC-like, default) or balanced (White/Black/Asian 30%% each)")
     p.add_argument("--manifest", default=None, help="also write the raw manifest (parquet) to this path")
     p.set_defaults(func=_run)
 
@@ -39,6 +41,6 @@ def _run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise InputError(f"OUT_DIR {out}: exists and is not a folder; expected a folder to write the dataset into")
     m = generate_dataset(args.out_dir, patients=args.patients, seed=args.seed, tables_only=args.tables_only,
-                         manifest_path=args.manifest)
+                         manifest_path=args.manifest, race_mix=args.race_mix)
     print(f"wrote {len(m)} files for {args.patients} patients under {args.out_dir}")
     return 0

@@ -49,9 +49,10 @@ def project_root(out_dir: Path, name: str) -> Path:
 
 
 def generate_dataset(out_dir, patients: int = 60, seed: int = 7, tables_only: bool = False,
-                     manifest_path=None) -> pd.DataFrame:
+                     manifest_path=None, race_mix: str = "mimic") -> pd.DataFrame:
     """Generate the dataset under ``out_dir`` (replacing what was there); return the raw manifest.
 
+    ``race_mix``: ``mimic`` (MIMIC-like weights) or ``balanced`` (``truth.RACE_MIXES``).
     ``tables_only``: no JPGs and no report files (the tables only, for scale benchmarks).
     ``manifest_path``: also write the manifest there (parquet).
     """
@@ -62,7 +63,7 @@ def generate_dataset(out_dir, patients: int = 60, seed: int = 7, tables_only: bo
     for sub in ("physionet.org", "ground_truth"):
         if (out_dir / sub).exists():
             shutil.rmtree(out_dir / sub)
-    truth = build_truth(patients, seed)
+    truth = build_truth(patients, seed, race_mix)
     pat, studies, images, findings = truth["patients"], truth["studies"], truth["images"], truth["findings"]
     rnd = random.Random(seed * 1_000_003 + 17)
 

@@ -27,7 +27,7 @@ rule provenance:
     output:
         PROVENANCE_FILES,
     params:
-        code=code_version("provenance", "sources"),
+        code=code_version("provenance", "acquire.sources"),
         results_dir=lambda wildcards, output: str(Path(output[0]).parent.parent),  # RESULTS
         raw_roots={name: str(root) for name, root in sources.dataset_roots(config).items()},
         repo=workflow.basedir,

@@ -65,6 +65,11 @@ SNAKEFILE = textwrap.dedent(
         params: code="cccccccccccc", on_disk=on_disk_param(workflow, RESULTS, "c")
         script: "workflow_scripts/split.py"
 
+    rule e:  # not in `all`: writes its output, then fails
+        output: "results/e.txt"
+        params: code="eeeeeeeeeeee"
+        script: "workflow_scripts/fail.py"
+
     rule d:
         input: "results/b.txt"
         output: "results/d.manifest.json"
@@ -74,6 +79,11 @@ SNAKEFILE = textwrap.dedent(
 )
 
 SCRIPTS = {
+    # like core.errors.report_stage_errors: the script installs its own excepthook
+    "fail.py": "import sys\nfrom pathlib import Path\n"
+               "sys.excepthook = lambda *exc: print('error: one line', file=sys.stderr)\n"
+               "Path(snakemake.output[0]).write_text('complete but the job fails\\n')\n"
+               "raise RuntimeError('failed after writing its output')\n",
     "fetch.py": "from pathlib import Path\n"
                 "d = Path(snakemake.output[0]) / 'files/ms-cxr/1.1.0'; d.mkdir(parents=True)\n"
                 "(d / 'x.csv').write_text('hello,world\\n')\n",
@@ -201,6 +211,13 @@ def _tamper_and_audit(work, ext, capsys):
     assert cli_main(["audit", str(work / "results"), "--json"]) == 1
     as_json = json.loads(capsys.readouterr().out)
     assert as_json["problems"] == result["problems"] and as_json["ok"] is False
+
+
+def test_a_failed_job_records_nothing(work):
+    proc = snakemake(work, "--", "results/e.txt")
+    assert proc.returncode != 0 and "one line" in proc.stdout + proc.stderr
+    assert not (work / "results/provenance/lineage/jobs/e").exists()
+    assert "e" not in records(work)
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,8 @@ from instructx2x.evaluation import edit_success as ES
 from instructx2x.evaluation import metrics as M
 from instructx2x.evaluation.evaluators import load_evaluator
 from instructx2x.evaluation.labels import FINDINGS, RACES, pair_targets
-from instructx2x.core.io import write_json, write_parquet
+from instructx2x.core.errors import InputError
+from instructx2x.core.io import read_input_table, write_json, write_parquet
 from instructx2x.core.ledger import Ledger
 
 log = logging.getLogger(__name__)
@@ -31,10 +33,10 @@ RECORD_COLUMNS = ("pair_id", "subject_id", "mode", "status", "input_path", "targ
 def _check_records(records: pd.DataFrame, path) -> None:
     absent = [c for c in RECORD_COLUMNS if c not in records.columns]
     if absent:
-        raise ValueError(f"{path}: missing column(s) {absent}; expected the inference records of docs/interfaces.md")
+        raise InputError(f"{path}: missing column(s) {absent}; expected the inference records of docs/interfaces.md")
     bad = sorted(set(records["mode"]) - {"rse", "wo_rse"})
     if bad:
-        raise ValueError(f"{path}: column 'mode' has {bad}; expected rse or wo_rse")
+        raise InputError(f"{path}: column 'mode' has {bad}; expected rse or wo_rse")
 
 
 def row_images(records: pd.DataFrame, ledger: Ledger) -> pd.DataFrame:
@@ -115,14 +117,14 @@ def evaluate(records_path, studies_path, patients_path, admissions_path, *, out_
              uncertain: str = "zero", missing: str = "zero", race_rule: str = "consistent", n_boot: int = 200,
              seed: int = 0, batch_size: int = 16, splits=None) -> dict:
     ledger = Ledger("evaluation")
-    records = pd.read_parquet(records_path)
+    records = read_input_table(records_path, what="inference records (records.parquet of docs/interfaces.md)")
     _check_records(records, records_path)
     if splits is not None and "split" in records.columns:
         n = records["pair_id"].nunique()
         records = records[records["split"].isin(list(splits))]
         ledger.count("pairs of the evaluated splits", n, records["pair_id"].nunique(), ",".join(splits))
     images = row_images(records, ledger)
-    tables = [pd.read_parquet(p) for p in (studies_path, patients_path, admissions_path)]
+    tables = [read_input_table(p, what=f"the ingest table {Path(p).name}") for p in (studies_path, patients_path, admissions_path)]
     targets_df = pair_targets(images[["pair_id", "subject_id"]], *tables, uncertain=uncertain, missing=missing,
                               race_rule=race_rule, ledger=ledger)
     images = images.merge(targets_df[["pair_id"]], on="pair_id")
@@ -198,6 +200,8 @@ def evaluate(records_path, studies_path, patients_path, admissions_path, *, out_
 
 def add_parser(subparsers) -> None:
     """``instructx2x evaluate``: Table 2 metrics for inference records, outside Snakemake."""
+    from instructx2x.core.cliargs import non_negative_int, positive_int
+
     p = subparsers.add_parser("evaluate", help="score edited images (Table 2: AUROC, race, age, CMIG, KL, FID)")
     p.add_argument("--records", required=True, help="inference/records.parquet")
     p.add_argument("--tables", required=True, help="directory with studies/patients/admissions.parquet (ingest)")
@@ -207,8 +211,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--model", default=None, help="trained: the evaluator model (rule evaluation_train)")
     p.add_argument("--splits", nargs="*", default=["test"])
     p.add_argument("--uncertain", choices=["zero", "one", "exclude"], default="zero")
-    p.add_argument("--bootstrap", type=int, default=200)
-    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--bootstrap", type=positive_int, default=200)
+    p.add_argument("--seed", type=non_negative_int, default=1234)
     p.set_defaults(func=_cli)
 
 

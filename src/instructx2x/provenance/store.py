@@ -427,17 +427,11 @@ def record_script_job(smk=None) -> JobRecorder | None:
     if smk is None or not is_rank_zero():
         return None
     recorder = JobRecorder.from_snakemake(smk).start()
-    failed = []
-    previous_hook = sys.excepthook
-
-    def excepthook(exc_type, exc, tb):
-        failed.append(exc_type)
-        previous_hook(exc_type, exc, tb)
-
-    sys.excepthook = excepthook
 
     def at_exit():
-        if failed or not recorder.outputs_complete():
+        # an uncaught exception sets sys.last_type before any excepthook (a script may install its
+        # own) and before exit handlers run: then the job failed and nothing is recorded
+        if getattr(sys, "last_type", None) is not None or not recorder.outputs_complete():
             return
         try:
             recorder.finish()

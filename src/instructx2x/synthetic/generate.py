@@ -2,7 +2,9 @@
 
 Layout (data-contract §1): ``OUT_DIR/physionet.org/files/<slug>/<version>/...`` for the five
 projects, ``OUT_DIR/physionet.org/robots.txt``, and ``OUT_DIR/ground_truth/*.parquet`` (never read
-by the pipeline; see docs/synthetic.md for its columns and conventions).
+by the pipeline; see docs/synthetic.md for its columns and conventions). ``OUT_DIR/demo_data.json``
+is written first with ``"complete": false`` and rewritten last with ``"complete": true``: a run
+killed midway leaves a tree that ingest refuses.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from instructx2x.core.io import write_parquet
+from instructx2x.acquire.sources import DEMO_MARKER
+from instructx2x.core.io import write_json, write_parquet
 
 from . import ids, phantom, reports, tables, vqa
 from .physionet_layout import ROBOTS, URL_ROOT, write_index_pages, write_sha256sums
@@ -54,6 +57,9 @@ def generate_dataset(out_dir, patients: int = 60, seed: int = 7, tables_only: bo
     ``manifest_path``: also write the manifest there (parquet).
     """
     out_dir = Path(out_dir)
+    settings = {"patients": int(patients), "seed": int(seed), "tables_only": bool(tables_only)}
+    # complete-or-nothing: the marker says "not finished" until the very last write (ingest checks it)
+    write_json({"complete": False, **settings}, out_dir / DEMO_MARKER)
     for sub in ("physionet.org", "ground_truth"):
         if (out_dir / sub).exists():
             shutil.rmtree(out_dir / sub)
@@ -112,6 +118,7 @@ def generate_dataset(out_dir, patients: int = 60, seed: int = 7, tables_only: bo
     write_parquet(pairs, gt / "pairs.parquet")
     if manifest_path is not None:
         write_parquet(manifest, manifest_path)
+    write_json({"complete": True, **settings, "files": int(len(manifest))}, out_dir / DEMO_MARKER)
     return manifest
 
 

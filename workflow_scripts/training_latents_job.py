@@ -1,0 +1,20 @@
+"""Rule `training_latents_job`: one job's shards of the latent cache (resumes after its finished shards)."""
+import logging
+import sys
+
+import torch
+
+from instructx2x.core.io import write_json
+from instructx2x.training.latents import encode_job
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
+sys.stderr = open(snakemake.log[0], "a")  # noqa: F821
+torch.set_num_threads(snakemake.threads)  # noqa: F821  (oversubscribed CPU threads are many times slower)
+
+p = snakemake.params  # noqa: F821
+manifest = encode_job(snakemake.input.instructions, snakemake.input.init, p.work_dir,  # noqa: F821
+                      splits=list(p.splits), copies=int(p.copies), resolution=int(p.resolution), seed=int(p.seed),
+                      aug=dict(p.augment), job=int(snakemake.wildcards.job), jobs=int(p.jobs),  # noqa: F821
+                      shard_pairs=int(p.shard_pairs), batch=int(p.batch), num_workers=int(p.workers),
+                      settings={"code": p.code})
+write_json(manifest, snakemake.output.manifest)  # noqa: F821

@@ -62,7 +62,7 @@ def train(init_dir, latents_path, out_dir, cfg: dict, seed: int, fast_dev_run: b
     gpu = torch.cuda.is_available() and cfg["accelerator"] in ("auto", "gpu")
     devices = cfg["devices"] if gpu else 1
     accum = cfg["gradient_accumulation"]
-    eff = cfg["batch_size"] * accum * devices
+    eff = cfg["batch_size"] * accum * devices * cfg["num_nodes"]  # samples per optimizer step, all ranks
     module = InstructPix2PixModule(
         comps.unet, comps.text_encoder, comps.tokenizer, comps.scheduler, comps.vae.config.scaling_factor,
         lr=cfg["lr"], dropout=cfg["conditioning_dropout"], ema_decay=cfg["ema_decay"], effective_batch_size=eff,

@@ -15,7 +15,6 @@ TRAIN_RESOURCE_KEYS = ("cpu_threads", "cpus_per_gpu", "mem_mb", "runtime", "late
                        "latent_batch", "latent_workers")
 TRAIN_SETTINGS = {k: v for k, v in TRAIN.items() if k not in TRAIN_RESOURCE_KEYS}
 TRAIN_CODE = code_version("training.module", "training.train", "training.latents", "model")
-LATENTS_CODE = code_version("training.latents", "training.data")
 LATENT_JOBS = list(range(TRAIN["latent_jobs"]))
 
 
@@ -53,7 +52,7 @@ rule training_latents_job:
     output:
         manifest=results("model/latents/job_{job}.json"),
     params:
-        code=LATENTS_CODE,
+        code=code_version("training.latents", "training.data"),
         splits=TRAIN["splits"],
         copies=TRAIN["latent_copies"],
         augment=TRAIN["augment"],
@@ -88,7 +87,7 @@ rule training_latents:
         ledger=results("ledger/training.tsv"),
         counts=results("ledger/training.counts.tsv"),
     params:
-        code=LATENTS_CODE,
+        code=code_version("training.latents", "training.data"),
     log:
         f"{LOGS}/training_latents.log",
     benchmark:

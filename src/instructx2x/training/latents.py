@@ -270,6 +270,27 @@ def cache_latents(instructions_path, model_dir, out_dir, splits, copies: int, re
     return out_dir / INDEX_NAME
 
 
+def write_latents(out_dir, rows: list[dict], latents: np.ndarray, scaling_factor: float,
+                  shard_rows: int = 1024) -> Path:
+    """A cache of given latents ``(n, 3, C, h, w)`` = [target mean, target std, condition] and their
+    rows (pair_id, split, copy, flip, instruction), in the layout ``encode_job`` writes (for
+    benchmarks and tools that make latents another way). Returns the ``index.json``."""
+    out_dir = Path(out_dir)
+    wd = out_dir / "shards" / "job_000"
+    wd.mkdir(parents=True, exist_ok=True)
+    shards = []
+    for s, i in enumerate(range(0, len(rows), shard_rows)):
+        w = _ShardWriter(wd, s, min(shard_rows, len(rows) - i), latents.shape[2:])
+        w.add(latents[i:i + shard_rows], rows[i:i + shard_rows])
+        w.pairs = len({r["pair_id"] for r in rows[i:i + shard_rows]})
+        w.finish()
+        shards.append({"file": f"shards/job_000/shard_{s:05d}.npy", "n": len(w.rows)})
+    manifest = {"format": FORMAT, "job": 0, "jobs": 1, "fingerprint": "given", "scaling_factor": float(scaling_factor),
+                "pairs": len({r["pair_id"] for r in rows}), "shards": shards, "set_aside": []}
+    write_index([manifest], out_dir / INDEX_NAME)
+    return out_dir / INDEX_NAME
+
+
 # ------------------------------------------------------------------------------------------------
 # Reading the cache (training ranks)
 # ------------------------------------------------------------------------------------------------

@@ -1,8 +1,12 @@
 """Rule `registration_gather`: the shard tables -> registration.parquet (+ ledger of failures)."""
+from instructx2x.core.errors import report_stage_errors
+
+report_stage_errors()  # an expected error prints one line on the terminal, not "message: None"
+
 import logging
 import sys
 
-from instructx2x.registration_stage import gather
+from instructx2x.registration.stage import gather
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
 sys.stderr = open(snakemake.log[0], "a")  # noqa: F821

@@ -1,8 +1,12 @@
 """Rule `registration_montage`: QA grid of kept and rejected pairs."""
+from instructx2x.core.errors import report_stage_errors
+
+report_stage_errors()  # an expected error prints one line on the terminal, not "message: None"
+
 import logging
 import sys
 
-from instructx2x.registration_stage import montage
+from instructx2x.registration.montage import montage
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
 sys.stderr = open(snakemake.log[0], "a")  # noqa: F821

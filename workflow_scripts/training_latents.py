@@ -1,4 +1,8 @@
 """Rule `training_latents`: index.json over the latent jobs' shards, and the ledger of unreadable pairs."""
+from instructx2x.core.errors import report_stage_errors
+
+report_stage_errors()  # an expected error prints one line on the terminal, not "message: None"
+
 import json
 import logging
 import sys

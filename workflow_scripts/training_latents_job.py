@@ -1,4 +1,8 @@
 """Rule `training_latents_job`: one job's shards of the latent cache (resumes after its finished shards)."""
+from instructx2x.core.errors import report_stage_errors
+
+report_stage_errors()  # an expected error prints one line on the terminal, not "message: None"
+
 import logging
 import sys
 

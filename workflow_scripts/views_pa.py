@@ -1,8 +1,12 @@
 """Rule `views_pa`: the PA decision (metadata PA and classifier not lateral)."""
+from instructx2x.core.errors import report_stage_errors
+
+report_stage_errors()  # an expected error prints one line on the terminal, not "message: None"
+
 import logging
 import sys
 
-from instructx2x.views import decide_pa
+from instructx2x.views.decide import decide_pa
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
 sys.stderr = open(snakemake.log[0], "a")  # noqa: F821

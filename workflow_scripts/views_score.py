@@ -1,9 +1,13 @@
 """Rule `views_score`: frontal-vs-lateral classifier scores per image (cached)."""
+from instructx2x.core.errors import report_stage_errors
+
+report_stage_errors()  # an expected error prints one line on the terminal, not "message: None"
+
 import logging
 import os
 import sys
 
-from instructx2x.views import score_views
+from instructx2x.views.score import score_views
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
 sys.stderr = open(snakemake.log[0], "a")  # noqa: F821

@@ -114,15 +114,25 @@ def load_pretrained(directory, low_cpu_mem_usage: bool = True) -> Components:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
+    from instructx2x.core.errors import InputError, MissingInput
+
     d = Path(directory)
+    if not d.is_dir():
+        raise MissingInput(f"model.pretrained {d}: no such folder; expected a local diffusers InstructPix2Pix directory")
     if not (d / "model_index.json").exists():
-        raise FileNotFoundError(f"{d}: not a diffusers pipeline directory (no model_index.json)")
-    kw = dict(local_files_only=True, low_cpu_mem_usage=low_cpu_mem_usage)
-    unet = expand_unet_input(UNet2DConditionModel.from_pretrained(d, subfolder="unet", **kw))
-    vae = AutoencoderKL.from_pretrained(d, subfolder="vae", **kw)
-    # transformers >= 5 always builds on the meta device (its low_cpu_mem_usage flag is gone)
-    text_encoder = CLIPTextModel.from_pretrained(d, subfolder="text_encoder", local_files_only=True)
-    tokenizer = CLIPTokenizer.from_pretrained(d, subfolder="tokenizer", local_files_only=True)
+        raise MissingInput(f"{d}: not a diffusers pipeline directory (no model_index.json)")
+    kw = dict(local_files_only=True)
+    try:
+        low = dict(kw, low_cpu_mem_usage=low_cpu_mem_usage)
+        unet = expand_unet_input(UNet2DConditionModel.from_pretrained(d, subfolder="unet", **low))
+        vae = AutoencoderKL.from_pretrained(d, subfolder="vae", **low)
+        # transformers >= 5 always builds on the meta device (its low_cpu_mem_usage flag is gone)
+        text_encoder = CLIPTextModel.from_pretrained(d, subfolder="text_encoder", **kw)
+        tokenizer = CLIPTokenizer.from_pretrained(d, subfolder="tokenizer", **kw)
+    except (OSError, ValueError, KeyError) as exc:  # missing/corrupt weights or configs in the folder
+        reason = " ".join(str(exc).split())[:300]
+        raise InputError(f"{d}: cannot load the pretrained model ({type(exc).__name__}: {reason}); expected the "
+                         "unet/, vae/, text_encoder/ and tokenizer/ folders of a diffusers InstructPix2Pix") from None
     return Components(unet, vae, text_encoder, tokenizer, make_scheduler())
 
 

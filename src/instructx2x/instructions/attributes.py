@@ -217,7 +217,7 @@ def attach_attributes(ops, current_study: int, past_study: int, keyinfo: dict, q
             if need_sev and sev is None and s2:
                 sev, src["severity"] = s2, "report"
         src["study"] = "past" if study == past_study and op.op == "remove" else "current"
-        out.append(Operation(op.op, op.finding, loc, sev, op.from_level, op.to_level, src))
+        out.append(Operation(op.op, op.finding, loc, sev, op.from_level, op.to_level, src, direction=op.direction))
     return out
 
 

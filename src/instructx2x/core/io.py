@@ -29,10 +29,20 @@ def atomic_path(path: str | Path):
             tmp.unlink()
 
 
-def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
-    """Write a table deterministically (no pandas index, fixed row order as given) and atomically."""
+def write_parquet(df: pd.DataFrame, path: str | Path, metadata: dict | None = None) -> None:
+    """Write a table deterministically (no pandas index, fixed row order as given) and atomically;
+    ``metadata`` (str -> str) is added to the parquet schema metadata (see ``core.paths``)."""
     with atomic_path(path) as tmp:
-        df.reset_index(drop=True).to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")
+        if not metadata:
+            df.reset_index(drop=True).to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")
+            return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                               **{k.encode(): v.encode() for k, v in metadata.items()}})
+        pq.write_table(table, tmp, compression="zstd")
 
 
 def write_json(obj, path: str | Path) -> None:

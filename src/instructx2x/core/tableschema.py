@@ -346,9 +346,13 @@ def arrow_schema(schema: dict) -> pa.Schema:
     )
 
 
-def write_table(df: pd.DataFrame, schema: dict, path: str | Path) -> None:
-    """Check ``df`` against ``schema`` and write it atomically as parquet with the schema's exact types."""
+def write_table(df: pd.DataFrame, schema: dict, path: str | Path, metadata: dict | None = None) -> None:
+    """Check ``df`` against ``schema`` and write it atomically as parquet with the schema's exact types;
+    ``metadata`` (str -> str) is added to the parquet schema metadata (see ``core.paths``)."""
     check_frame(df, schema, f"table {Path(path).name}")
     table = pa.Table.from_pandas(df.reset_index(drop=True), schema=arrow_schema(schema), preserve_index=False)
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                               **{k.encode(): v.encode() for k, v in metadata.items()}})
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")

@@ -305,9 +305,10 @@ def _parse_clause(clause: str) -> list[Operation]:
         rest = rest[1:]
     if verb == "change":
         # `make/turn X bigger|worse|smaller|better|disappear`, `make X go away`
-        if rest[-2:] == ["go", "away"]:
+        causative = words[0] in ("make", "turn", "set")
+        if causative and rest[-2:] == ["go", "away"]:
             rest = rest[:-1]
-        if rest and rest[-1] in _COMPARATIVE and "from" not in rest:
+        if causative and rest and rest[-1] in _COMPARATIVE and "from" not in rest:
             d = _COMPARATIVE[rest[-1]]
             rest = rest[:-1]
             while rest and rest[-1] in ("more", "less", "much", "a", "bit", "little", "slightly"):
@@ -317,7 +318,7 @@ def _parse_clause(clause: str) -> list[Operation]:
                 rest = [w for w in rest if w not in ("go",)]
             else:
                 direction = d
-        elif words[0] in ("make", "set", "turn") and "from" not in rest and "to" not in rest:
+        elif causative and "from" not in rest and "to" not in rest:
             raise UnparseableInstruction(f"'{words[0]}' needs a comparative (bigger/smaller/worse/better): {clause!r}")
     if verb == "change":
         if "from" in rest:

@@ -98,3 +98,8 @@ def operations_records(ops) -> list[dict]:
         d["sources"] = {k: o.sources.get(k) for k in SOURCE_KEYS}
         out.append(d)
     return out
+
+
+def load_operation_dicts(value) -> list[dict]:
+    """An ``operations`` cell (list of structs or JSON text) as plain dicts, sources without empty keys."""
+    return [o.to_dict() for o in operations_from_json(value)]

@@ -20,6 +20,7 @@ from instructx2x.evaluation import metrics as M
 from instructx2x.evaluation.evaluators import load_evaluator
 from instructx2x.evaluation.labels import FINDINGS, RACES, pair_targets
 from instructx2x.core.io import write_json, write_parquet
+from instructx2x.core.paths import read_parquet
 from instructx2x.core.ledger import Ledger
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def evaluate(records_path, studies_path, patients_path, admissions_path, *, out_
              uncertain: str = "zero", missing: str = "zero", race_rule: str = "consistent", n_boot: int = 200,
              seed: int = 0, batch_size: int = 16, splits=None) -> dict:
     ledger = Ledger("evaluation")
-    records = pd.read_parquet(records_path)
+    records = read_parquet(records_path)  # file paths resolved (core.paths)
     _check_records(records, records_path)
     if splits is not None and "split" in records.columns:
         n = records["pair_id"].nunique()

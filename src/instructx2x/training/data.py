@@ -15,12 +15,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from instructx2x.core.images import read_gray
+from instructx2x.core.paths import read_parquet
 
 REQUIRED = ("pair_id", "split", "past_image", "current_image", "instruction")
 
 
 def read_instructions(path, splits) -> pd.DataFrame:
-    df = pd.read_parquet(path)
+    df = read_parquet(path)  # image paths resolved against the results directory (core.paths)
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: missing column(s) {missing}; expected at least {list(REQUIRED)}")

@@ -90,7 +90,10 @@ def test_operations_attributes_sources_and_ledger(tmp_path):
     # report text (negated sentence skipped)
     cons = op_dicts(df.loc[3, "operations"])[0]
     assert (cons["location"], cons["severity"]) == ("right lower lung", "moderate")
-    assert cons["sources"] == {"location": "report", "severity": "report", "study": "current"}
+    assert cons["sources"] == {"location": "report", "severity": "report", "study": "current",
+                               "location_span": "49:65", "severity_span": "40:48"}
+    text = " FINDINGS: No pneumothorax.  There is a moderate right lower lobe consolidation."
+    assert (text[49:65], text[40:48]) == ("right lower lobe", "moderate")  # spans in the report text
     assert df.loc[0, "instruction"].startswith("Change the level of right pleural effusion from small to moderate; ")
     ledger = {r["item_id"]: r for r in read_ledger(tmp_path / "l_a.tsv")}
     assert "unicorn" in ledger["50000005_50000004"]["reason"]

@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, str] = {
     "download": "instructx2x.download",
     "edit": "instructx2x.edit",
     "parse-instruction": "instructx2x.instructions.cli",
+    "extract-attributes": "instructx2x.instructions.extract_cli",
     "train": "instructx2x.training.cli",
     "evaluate": "instructx2x.evaluation.evaluate",
 }

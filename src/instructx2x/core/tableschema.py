@@ -38,7 +38,8 @@ from instructx2x.core.errors import InputError
 TABLE_SCHEMA_DIR = SCHEMA_DIR / "tables"
 # An editing operation as a parquet struct (instructx2x.instructions.operation: Operation.to_dict,
 # sources restricted to SOURCE_KEYS); a column of dtype ``list<operation>`` holds a list of them.
-_OPERATION_SOURCES = ("location", "severity", "from_level", "to_level", "study", "levels_split", "direction")
+_OPERATION_SOURCES = ("location", "severity", "from_level", "to_level", "study", "levels_split", "direction",
+                      "location_span", "severity_span")
 OPERATION_ARROW_TYPE = pa.struct(
     [pa.field(k, pa.string()) for k in ("op", "finding", "location", "severity", "from_level", "to_level", "direction")]
     + [pa.field("sources", pa.struct([pa.field(k, pa.string()) for k in _OPERATION_SOURCES]))]

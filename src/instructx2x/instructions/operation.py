@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 OPS = ("add", "remove", "change")
 DIRECTIONS = ("increase", "decrease")
 # keys of ``Operation.sources`` (the parquet struct has exactly these fields)
-SOURCE_KEYS = ("location", "severity", "from_level", "to_level", "study", "levels_split", "direction")
+SOURCE_KEYS = ("location", "severity", "from_level", "to_level", "study", "levels_split", "direction",
+               "location_span", "severity_span")
 
 
 @dataclass(frozen=True)

@@ -203,6 +203,11 @@ class Mention:
                 "sentence": list(self.sentence)}
 
 
+def _bare_noun(text: str) -> bool:
+    return set(re.findall(r"[a-z]+", text.lower())) <= {"lung", "lungs", "lobe", "lobes", "field", "fields", "zone",
+                                                       "zones", "area", "region"}
+
+
 def report_body(text: str) -> tuple[str, int]:
     """(text, offset): from ``FINDINGS:`` if present, else from ``IMPRESSION:``, else the whole report
     (as Medical-Diff-VQA reads reports, data-contract §3.2); newlines become spaces (offsets kept)."""
@@ -334,6 +339,9 @@ class ReportExtractor:
             found = [(sp, m) for sp, m in clause if isinstance(m, Mention)]
             groups = self._location_groups(doc, clause)
             for kind, a, b, start_tok, payload in groups:
+                if kind == "LOCATION" and _bare_noun(payload) and not (
+                        start_tok > 0 and doc[start_tok - 1].text.lower() in _PREPOSITIONS):
+                    continue  # `Lungs are clear ...`: a subject, not a place given to a finding
                 target = self._target(kind, start_tok, a, found, doc) or prev_last
                 if target is None:
                     continue

@@ -161,7 +161,7 @@ _FILLER = {"a", "an", "the", "some", "of", "finding", "findings", "new", "any", 
            "level", "levels", "severity", "degree", "extent", "size", "amount", "grade", "out", "away", "there", "is",
            "with", "please", "image", "to", "this", "from", "its", "it", "that", "existing", "current", "present",
            "visible", "by", "one", "step", "notch", "bit", "in", "at", "on", "over", "within", "xray", "x", "ray",
-           "radiograph", "patient", "patient's", "s"}
+           "radiograph", "patient", "patient's", "s", "all", "entire", "whole", "completely", "fully"}
 _LEVEL_WORDS = frozenset(w for lev in LEVELS for w in lev.split()) | {"large"}
 _KNOWN_WORDS = (frozenset(w for p in FINDING_PHRASES for w in p.split()) | LOCATION_VOCAB | _LEVEL_WORDS | _FILLER
                 | {w for k in _VERBS for w in k} | set(_COMPARATIVE) | set(_SEVERITY_WORDS) | {"and", "then"})
@@ -379,7 +379,7 @@ def suggest(text: str) -> str | None:
         if not re.match(r"[a-z]", w) or w in _KNOWN_WORDS or "-" in w and all(p in _KNOWN_WORDS for p in w.split("-")):
             fixed.append(w)
             continue
-        close = difflib.get_close_matches(w, _KNOWN_WORDS, n=1, cutoff=0.75)
+        close = difflib.get_close_matches(w, _KNOWN_WORDS, n=1, cutoff=0.8)
         fixed.append(close[0] if close else w)
     candidates = [" ".join(fixed)]
     candidates.append("add " + candidates[0])

@@ -115,7 +115,8 @@ _SYNONYM_TO_OFFICIAL.update({
     "infiltrates": "lung opacity", "airspace disease": "lung opacity", "lung opacities": "lung opacity",
     "pulmonary vascular congestion": "vascular congestion", "congestion": "vascular congestion",
     "atelectases": "atelectasis", "collapse": "atelectasis", "pneumonias": "pneumonia", "fractures": "fracture",
-    "hiatal hernia": "hernia",
+    "hiatal hernia": "hernia", "heart": "cardiomegaly", "heart size": "cardiomegaly",
+    "cardiac silhouette": "enlargement of the cardiac silhouette",
 })
 # longest first, so `pleural effusion` wins over `effusion`
 FINDING_PHRASES: tuple[str, ...] = tuple(sorted(_SYNONYM_TO_OFFICIAL, key=lambda s: (-len(s.split()), -len(s), s)))

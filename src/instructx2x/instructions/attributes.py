@@ -203,6 +203,19 @@ class Mention:
                 "sentence": list(self.sentence)}
 
 
+_SENTENCE_END = re.compile(r"[.!?]\s+")
+
+
+def _shift(m: Mention, delta: int) -> Mention:
+    """A copy of a mention parsed from a sentence alone, with its spans moved to the report's offsets."""
+    return Mention(m.finding, m.start + delta, m.end + delta, m.text, m.negated,
+                   [(a + delta, b + delta, t) for a, b, t in m.location_words],
+                   [(a + delta, b + delta, t, lv) for a, b, t, lv in m.level_words],
+                   None if m.inherited_location is None else
+                   (m.inherited_location[0] + delta, m.inherited_location[1] + delta, m.inherited_location[2]),
+                   (m.sentence[0] + delta, m.sentence[1] + delta))
+
+
 def _bare_noun(text: str) -> bool:
     return set(re.findall(r"[a-z]+", text.lower())) <= {"lung", "lungs", "lobe", "lobes", "field", "fields", "zone",
                                                        "zones", "area", "region"}
@@ -410,22 +423,29 @@ class ReportExtractor:
 
     # -- many reports ------------------------------------------------------------------------------
     def extract_all(self, study_text: dict, wanted: dict | None = None) -> None:
-        """Parse {study_id: text}; ``wanted`` {study_id: findings} limits the work to reports naming them."""
-        todo, offsets = {}, {}
+        """Parse {study_id: text}; ``wanted`` {study_id: findings} limits the work to the sentences that name
+        one of them (every rule acts within a sentence, so nothing is lost), each distinct sentence once."""
+        per_study: dict = {}
+        sentences: dict[str, None] = {}
         for study, text in study_text.items():
             if study in self._cache or not isinstance(text, str):
                 continue
             body, off = report_body(text)
             names = (wanted or {}).get(study) or list(DISEASE_SYNONYMS)
             names = set(names) | {_ALIASES[n] for n in names if n in _ALIASES}
-            low = body.lower()
-            if any(self._synonym_re[n].search(low) for n in names if n in self._synonym_re):
-                todo[study] = body
-                offsets[study] = off
-            else:
-                self._cache[study] = []
-        for study, doc in zip(todo, self.nlp.pipe(list(todo.values()), batch_size=256)):
-            self._cache[study] = self._mentions(doc, offsets[study])
+            regexes = [self._synonym_re[n] for n in names if n in self._synonym_re]
+            keep = []
+            starts = [0] + [m.end() for m in _SENTENCE_END.finditer(body)]
+            for a, b in zip(starts, starts[1:] + [len(body)]):
+                sent = body[a:b]
+                low = sent.lower()
+                if any(rx.search(low) for rx in regexes):
+                    keep.append((off + a, sent))
+                    sentences.setdefault(sent, None)
+            per_study[study] = keep
+        parsed = dict(zip(sentences, (self._mentions(doc) for doc in self.nlp.pipe(list(sentences), batch_size=512))))
+        for study, keep in per_study.items():
+            self._cache[study] = [_shift(m, start) for start, sent in keep for m in parsed[sent]]
 
     def detail(self, study, finding) -> dict:
         """{location, severity, location_span, severity_span}: the first non-negated mentions that have them."""

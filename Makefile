@@ -23,6 +23,9 @@ $(STAMP): requirements.lock pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/snakemake --profile profiles/local --cores $(CORES)
+	@echo ""
+	@echo "report: results/report/index.html"
+	@echo "edit in the browser: $(BIN)/instructx2x serve --model results/model/pipeline   (then open http://127.0.0.1:7860/)"
 
 # headless Chromium for the report's browser test (tests/test_report.py); installed once, quietly
 browser:

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from results_md import replace_section  # noqa: E402  (benchmarks/ is the script directory)
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # tests/helpers: the tiny pipeline builder
+
 REPO = Path(__file__).resolve().parents[1]
 SECTION = "## RSE: Region-Specific Editing vs plain editing vs diffusers"
 
@@ -37,7 +39,7 @@ def build_small(out_dir: Path) -> Path:
     from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionInstructPix2PixPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from instructx2x.tiny_pipeline import write_clip_tokenizer_files
+    from helpers.tiny_pipeline import write_clip_tokenizer_files
 
     tok = write_clip_tokenizer_files(out_dir / "tok", ("add", "left", "pleural", "effusion"))
     tokenizer = CLIPTokenizer(str(tok / "vocab.json"), str(tok / "merges.txt"), model_max_length=32)
@@ -78,8 +80,8 @@ def main(argv=None) -> int:
     from PIL import Image
 
     from instructx2x.masks import CATEGORIES, PseudoMasks
-    from instructx2x.rse import RegionSpecificEditPipeline
-    from instructx2x.tiny_pipeline import build_tiny_pipeline
+    from instructx2x.inference.rse import RegionSpecificEditPipeline
+    from helpers.tiny_pipeline import build_tiny_pipeline
 
     dlogging.disable_progress_bar()
     torch.set_num_threads(args.threads)

@@ -15,7 +15,7 @@ rule infer:
     output:
         shards=[results(f"inference/{mode}/shard_{{shard}}.parquet") for mode in INFER_MODES],
     params:
-        code=code_version("inference", "rse", "masks"),
+        code=code_version("inference.shards", "inference.rse", "masks"),
         modes=INFER_MODES,
         n_shards=INFER["shards"],
         rse=config["rse"],
@@ -45,7 +45,7 @@ rule inference_records:
         ledger=results("ledger/inference.tsv"),
         counts=results("ledger/inference.counts.tsv"),
     params:
-        code=code_version("inference"),
+        code=code_version("inference.shards"),
     log:
         f"{LOGS}/inference_records.log",
     resources:

@@ -19,7 +19,7 @@ rule report_variations:
     output:
         png=report(results("report/variations.png"), caption="../docs/evaluation_variations.rst", category="Report"),
     params:
-        code=code_version("evaluation", "rse", "masks"),
+        code=code_version("evaluation", "inference.shards", "inference.rse", "masks"),
         rse=config["rse"],
         masks=config["masks"],
         seed=config["seed"],

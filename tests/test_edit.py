@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from instructx2x import cli, edit
-from instructx2x.tiny_pipeline import build_tiny_pipeline
+from instructx2x import cli
+from instructx2x.core.errors import InputError
+from instructx2x.inference import edit
+from helpers.tiny_pipeline import build_tiny_pipeline
 
 SIZE = 32
 
@@ -35,7 +37,7 @@ def files(tmp_path_factory):
 
 
 def test_edit_registered_in_cli():
-    assert cli.SUBCOMMANDS["edit"] == "instructx2x.edit"
+    assert cli.SUBCOMMANDS["edit"] == "instructx2x.inference.edit"
 
 
 def test_edit_with_user_mask_writes_outputs(files, capsys):
@@ -45,11 +47,12 @@ def test_edit_with_user_mask_writes_outputs(files, capsys):
                                  str(root / "user.png"), "--steps", "2", "--seed", "5"])
     assert args.func(args) == 0
     record = json.loads(capsys.readouterr().out)
-    assert record["mask_source"] == "user" and record["mode"] == "rse" and record["seed"] == 5
-    edited = np.asarray(Image.open(record["edited_path"]))
+    assert record["mask_source"] == "user" and record["mode"] == "rse" and record["settings"]["seed"] == 5
+    edited = np.asarray(Image.open(record["paths"]["edited"]))
     assert np.array_equal(edited[:, :16], img[:, :16])
-    for key in ("guidance_path", "mask_path", "overlay_path"):
-        assert (root / "out" / record[key].split("/")[-1]).exists()
+    for key in ("guidance", "mask", "overlay", "difference", "guidance_npy"):
+        assert (root / "out" / record["paths"][key].split("/")[-1]).exists()
+    assert json.loads((root / "out" / "record.json").read_text())["settings"]["steps"] == 2
 
 
 def test_edit_png_out_wo_rse_and_missing_masks_error(files, capsys):
@@ -62,7 +65,7 @@ def test_edit_png_out_wo_rse_and_missing_masks_error(files, capsys):
     assert (np.asarray(Image.open(root / "m.png")) == 255).all()
     args = _parser().parse_args(["edit", "--model", str(model), "--image", str(root / "in.png"), "--instruction",
                                  "add edema", "--out", str(root / "x.png"), "--masks", str(root / "none.npz")])
-    with pytest.raises(FileNotFoundError, match="pseudo masks"):
+    with pytest.raises(InputError, match="pseudo masks"):
         args.func(args)
 
 

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from instructx2x.inference import merge_records, pair_seed, read_instructions, run_shard
+from instructx2x.inference.shards import merge_records, pair_seed, read_instructions, run_shard
 from instructx2x.core.ledger import read_ledger
 from instructx2x.masks import CATEGORIES
-from instructx2x.tiny_pipeline import build_tiny_pipeline
+from helpers.tiny_pipeline import build_tiny_pipeline
 
 SIZE = 32
 RSE_CFG = {"steps": 3, "image_guidance_scale": 1.5, "guidance_scale": 7.5, "tau": 0.1, "t_rel": 800, "seed_offset": 0}

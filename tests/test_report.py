@@ -146,7 +146,7 @@ def test_variations_figure_with_tiny_pipeline(tmp_path):
     """Figure 4: severity/laterality variants of one input on the tiny offline editor."""
     from instructx2x.evaluation.variations import VARIANTS, variations_figure
     from instructx2x.masks import save_pseudo_masks
-    from instructx2x.tiny_pipeline import build_tiny_pipeline
+    from helpers.tiny_pipeline import build_tiny_pipeline
 
     size = 32
     model = build_tiny_pipeline(tmp_path / "model", words=("add", "a", "small", "moderate", "large", "left", "right",

@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from instructx2x.masks import CATEGORIES, PseudoMasks
-from instructx2x.rse import (
+from instructx2x.inference.rse import (
     RegionSpecificEditPipeline,
     noise_to_timestep,
     normalize_relevance,
     timestep_after_step,
 )
-from instructx2x.tiny_pipeline import build_tiny_pipeline
+from helpers.tiny_pipeline import build_tiny_pipeline
 
 SIZE = 32
 STEPS = 4

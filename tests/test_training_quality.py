@@ -37,7 +37,7 @@ def test_short_run_edits_inputs_towards_their_targets(tmp_path, one_thread):
 
     from instructx2x.cli import main
     from instructx2x.core.images import read_gray
-    from instructx2x.rse import RegionSpecificEditPipeline
+    from instructx2x.inference.rse import RegionSpecificEditPipeline
 
     t0 = time.time()
     size = 32

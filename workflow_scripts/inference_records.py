@@ -2,7 +2,7 @@
 import logging
 import sys
 
-from instructx2x.inference import merge_records
+from instructx2x.inference.shards import merge_records
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
 sys.stderr = open(snakemake.log[0], "a")  # noqa: F821

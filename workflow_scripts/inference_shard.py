@@ -3,7 +3,7 @@ import logging
 import sys
 from pathlib import Path
 
-from instructx2x.inference import run_shard
+from instructx2x.inference.shards import run_shard
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
 sys.stderr = open(snakemake.log[0], "a")  # noqa: F821

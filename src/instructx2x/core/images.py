@@ -6,7 +6,11 @@ What it accepts, the same everywhere (pipeline, ``register``, ``edit``, ``serve`
 - 16-bit (and 32-bit integer / float) greyscale: windowed to 8 bits by the image's *own* range
   (its minimum to its maximum), never clipped to 255 (a 16-bit radiograph read with a plain
   ``convert("L")`` comes out almost all white);
-- RGB, RGBA, LA, CMYK, palette and 1-bit images: converted to luminance (alpha is ignored).
+- RGB, RGBA, LA, CMYK, palette and 1-bit images: converted to luminance (alpha is ignored);
+- DICOM (``DICM`` at byte 128, or a ``.dcm``/``.dicom`` name), read with pydicom: the modality LUT
+  (rescale slope/intercept) is applied, then the file's own window (the first Window Center/Width,
+  linear as in PS3.3 C.11.2.1.2) or VOI LUT; without either, its own range as for 16-bit PNGs.
+  MONOCHROME1 (white = low values) is inverted so that bone is bright, as in every other format.
 
 What it refuses, with a one-line reason a user can act on (``UnreadableImage``):
 
@@ -68,6 +72,71 @@ def _to_gray8(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("L"), dtype=np.uint8).copy()
 
 
+DICOM_SUFFIXES = (".dcm", ".dicom")
+
+
+def _read_pil(source, name: str, max_pixels: int) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(source) as im:
+            w, h = im.size
+            if w * h > max_pixels:
+                raise UnreadableImage(
+                    f"{name}: image is {w}x{h} = {w * h:,} pixels; the limit is {max_pixels:,} "
+                    "(decompression-bomb guard)"
+                )
+            im.load()  # truncated files raise here (LOAD_TRUNCATED_IMAGES stays False)
+            return _to_gray8(im)
+
+
+def _is_dicom(fh: BinaryIO, name: str) -> bool:
+    pos = fh.tell()
+    head = fh.read(132)
+    fh.seek(pos)
+    return head[128:132] == b"DICM" or name.lower().endswith(DICOM_SUFFIXES)
+
+
+def _read_dicom(fh: BinaryIO, max_pixels: int) -> np.ndarray:
+    """One DICOM image as 8-bit greyscale (windowed, MONOCHROME1 inverted); errors: UnreadableImage."""
+    import pydicom
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    ds = pydicom.dcmread(fh, force=True)
+    if "PixelData" not in ds:
+        raise UnreadableImage("DICOM file has no pixel data")
+    rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
+    if rows * cols > max_pixels:
+        raise UnreadableImage(
+            f"image is {cols}x{rows} = {rows * cols:,} pixels; the limit is {max_pixels:,} (decompression-bomb guard)"
+        )
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames != 1:
+        raise UnreadableImage(f"DICOM file has {frames} frames; one image is expected")
+    arr = ds.pixel_array
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    if arr.ndim == 3:  # colour (RGB after pydicom's YBR conversion): luminance, no windowing
+        return np.asarray(Image.fromarray(arr.astype(np.uint8)).convert("L"), dtype=np.uint8).copy()
+    values = apply_modality_lut(arr, ds).astype(np.float64)
+    center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
+    if center is not None and width is not None:
+        c = float(center[0] if isinstance(center, pydicom.multival.MultiValue) else center)
+        w = float(width[0] if isinstance(width, pydicom.multival.MultiValue) else width)
+        if w < 1:
+            raise UnreadableImage(f"DICOM window width {w} < 1")
+        if str(ds.get("VOILUTFunction", "LINEAR")).upper() == "LINEAR_EXACT":
+            unit = (values - c) / w + 0.5
+        else:  # LINEAR (PS3.3 C.11.2.1.2.1)
+            unit = (values - (c - 0.5)) / max(w - 1, 1) + 0.5
+        out = unit.clip(0, 1) * 255.0
+    else:
+        if "VOILUTSequence" in ds:
+            values = apply_voi_lut(values, ds).astype(np.float64)
+        lo, hi = float(values.min()), float(values.max())
+        out = np.zeros_like(values) if hi <= lo else (values - lo) * (255.0 / (hi - lo))
+    gray = np.round(out).clip(0, 255).astype(np.uint8)
+    return 255 - gray if photometric == "MONOCHROME1" else gray
+
+
 def read_gray(
     source: str | Path | bytes | BinaryIO,
     *,
@@ -85,17 +154,11 @@ def read_gray(
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(source) as im:
-                w, h = im.size
-                if w * h > max_pixels:
-                    raise UnreadableImage(
-                        f"{name}: image is {w}x{h} = {w * h:,} pixels; the limit is {max_pixels:,} "
-                        "(decompression-bomb guard)"
-                    )
-                im.load()  # truncated files raise here (LOAD_TRUNCATED_IMAGES stays False)
-                arr = _to_gray8(im)
+        if isinstance(source, (str, Path)):
+            with open(source, "rb") as fh:
+                arr = _read_dicom(fh, max_pixels) if _is_dicom(fh, name) else _read_pil(fh, name, max_pixels)
+        else:
+            arr = _read_dicom(source, max_pixels) if _is_dicom(source, name) else _read_pil(source, name, max_pixels)
     except UnreadableImage as exc:
         msg = str(exc)
         raise UnreadableImage(msg if msg.startswith(name) else f"{name}: {msg}") from None
@@ -105,6 +168,8 @@ def read_gray(
         raise UnreadableImage(f"{name}: is a directory, expected an image file") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise UnreadableImage(f"{name}: decompression-bomb guard: {exc}") from None
+    except Image.UnidentifiedImageError:
+        raise UnreadableImage(f"{name}: cannot decode image (not an image file: PNG, JPG, TIFF... or DICOM expected)") from None
     except Exception as exc:  # noqa: BLE001 - every decoder failure is reported with its own words
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise UnreadableImage(f"{name}: cannot decode image ({type(exc).__name__}: {reason})") from None

@@ -34,11 +34,11 @@ def variations_figure(records_path, model_dir, masks_path, out_png, *, rse_cfg: 
     import matplotlib.pyplot as plt
     import torch
 
-    from instructx2x.inference import pair_seed
+    from instructx2x.inference.shards import pair_seed
     from instructx2x.core.io import atomic_path
     from instructx2x.masks import PseudoMasks
     from instructx2x.core.images import read_gray
-    from instructx2x.rse import RegionSpecificEditPipeline
+    from instructx2x.inference.rse import RegionSpecificEditPipeline
 
     torch.set_num_threads(1)
     rec = read_parquet(records_path)  # file paths resolved (core.paths)

@@ -250,7 +250,9 @@ class RegionSpecificEditPipeline:
         tau: float = DEFAULTS["tau"],
         t_rel: int = DEFAULTS["t_rel"],
         rse: bool = True,
+        callback=None,
     ) -> EditOutput:
+        """Edit ``image``; ``callback(done, total)``, if given, is called after every DDIM step."""
         image = np.asarray(image)
         self.check_inputs(image, steps, tau, t_rel)
         H, W = image.shape
@@ -300,7 +302,8 @@ class RegionSpecificEditPipeline:
         latents = noise * self.scheduler.init_noise_sigma
         embeds = torch.cat([text_emb, empty_emb, empty_emb])
         cond = torch.cat([image_latents, image_latents, torch.zeros_like(image_latents)])
-        for t in self.scheduler.timesteps:
+        n_steps = len(self.scheduler.timesteps)
+        for i, t in enumerate(self.scheduler.timesteps):
             eps_text, eps_image, eps_uncond = self.unet_eps(latents.repeat(3, 1, 1, 1), t, cond, embeds).chunk(3)
             eps = eps_uncond + guidance_scale * (eps_text - eps_image) + image_guidance_scale * (eps_image - eps_uncond)
             latents = self.scheduler.step(eps, t, latents, return_dict=False)[0]
@@ -308,6 +311,8 @@ class RegionSpecificEditPipeline:
                 # Re-noise the input to the level the latents are at NOW (after this step).
                 z_now = noise_to_timestep(self.scheduler, z0, noise, timestep_after_step(self.scheduler, int(t)))
                 latents = keep * z_now + (1 - keep) * latents
+            if callback is not None:
+                callback(i + 1, n_steps)
 
         # 7. Decode; pixel composite so that outside the mask the output is the input, exactly.
         decoded = to_uint8(self.vae.decode(latents / self.vae.config.scaling_factor, return_dict=False)[0])[0]

@@ -113,7 +113,7 @@ def run_shard(instructions_path, model_dir, masks_path, out_paths: dict, images_
 
     from instructx2x.masks import PseudoMasks
     from instructx2x.core.images import read_gray
-    from instructx2x.rse import RegionSpecificEditPipeline, save_edit
+    from instructx2x.inference.rse import RegionSpecificEditPipeline, save_edit
 
     torch.set_num_threads(int(threads))
     df = shard_rows(read_instructions(instructions_path, splits), shard, n_shards)

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from instructx2x.registration import (
+from instructx2x.registration.algorithm import (
     RegistrationSettings, register_arrays, transform_errors, transform_matrix_of,
 )
 from instructx2x.synthetic import phantom

@@ -33,9 +33,9 @@ sys.path.insert(0, str(REPO / "src"))
 from results_md import replace_section  # noqa: E402  (benchmarks/ is the script directory)
 
 from instructx2x.pairs import build_pairs  # noqa: E402
-from instructx2x.registration import (  # noqa: E402
+from instructx2x.registration.algorithm import (  # noqa: E402
     RegistrationSettings, register_files, transform_errors, transform_matrix_of)
-from instructx2x.registration_gate import GateSettings, gate_reason  # noqa: E402
+from instructx2x.registration.gate import GateSettings, gate_reason  # noqa: E402
 from instructx2x.synthetic.generate import generate_dataset  # noqa: E402
 from instructx2x.synthetic.truth import transform_matrix  # noqa: E402
 

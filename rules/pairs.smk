@@ -11,7 +11,7 @@ rule pairs:
         ledger=results("ledger/pairs.tsv"),
         counts=results("ledger/pairs.counts.tsv"),
     params:
-        code=code_version("pairs", "views"),
+        code=code_version("pairs", "views.tables"),
         require_chronological=config["pairs"]["require_chronological"],
     log:
         f"{LOGS}/pairs.log",

@@ -3,7 +3,7 @@
 # re-runs only registration_gate and the montage.
 REG_CFG = config["registration"]
 REG_SHARDS = list(range(REG_CFG["shards"]))
-REG_SETTINGS = {k: v for k, v in REG_CFG.items() if k not in ("shards", "mi_threshold", "mirror_margin", "ncc_min", "structure_ncc_min", "montage_pairs")}
+REG_SETTINGS = {k: v for k, v in REG_CFG.items() if k not in ("shards", "mi_threshold", "mirror_margin", "ncc_min", "structure_ncc_min", "same_patient_action", "montage_pairs")}
 
 
 rule registration_shard:
@@ -13,7 +13,7 @@ rule registration_shard:
         table=results("registration/shards/shard_{shard}.parquet"),
         images=directory(results("registration/images/shard_{shard}")),
     params:
-        code=code_version("registration", "registration_stage"),
+        code=code_version("registration.algorithm", "registration.stage"),
         settings=REG_SETTINGS,
         seed=config["seed"],
         shards=REG_CFG["shards"],
@@ -39,7 +39,7 @@ rule registration_gather:
         ledger=results("ledger/registration.tsv"),
         counts=results("ledger/registration.counts.tsv"),
     params:
-        code=code_version("registration_stage"),
+        code=code_version("registration.stage"),
     log:
         f"{LOGS}/registration_gather.log",
     resources:
@@ -61,11 +61,12 @@ rule registration_gate:
         ledger=results("ledger/registration_gate.tsv"),
         counts=results("ledger/registration_gate.counts.tsv"),
     params:
-        code=code_version("registration_stage", "registration_gate"),
+        code=code_version("registration.stage", "registration.gate"),
         mi_threshold=REG_CFG["mi_threshold"],
         mirror_margin=REG_CFG["mirror_margin"],
         ncc_min=REG_CFG["ncc_min"],
         structure_ncc_min=REG_CFG["structure_ncc_min"],
+        same_patient_action=REG_CFG["same_patient_action"],
     log:
         f"{LOGS}/registration_gate.log",
     resources:
@@ -85,7 +86,7 @@ rule registration_montage:
     output:
         png=report(results("registration/montage.png"), caption="../docs/registration_montage.rst", category="Registration"),
     params:
-        code=code_version("registration_stage"),
+        code=code_version("registration.montage"),
         per_group=REG_CFG["montage_pairs"],
     log:
         f"{LOGS}/registration_montage.log",

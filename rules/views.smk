@@ -8,10 +8,11 @@ rule views_train:
     output:
         model=results("views/view_model.pt"),
     params:
-        code=code_version("view_classifier", "registration"),
+        code=code_version("views.classifier"),
         seed=config["seed"],
         epochs=VIEWS_CFG["train_epochs"],
         max_images=VIEWS_CFG["train_max_images"],
+        folds=VIEWS_CFG["folds"],
     log:
         f"{LOGS}/views_train.log",
     benchmark:
@@ -32,7 +33,7 @@ rule views_score:
     output:
         scores=results("views/view_scores.parquet"),
     params:
-        code=code_version("views", "view_classifier", "registration"),
+        code=code_version("views.score", "views.classifier", "views.xrv", "views.tables"),
         backend=VIEWS_CFG["backend"],
         weights_dir=VIEWS_CFG["xrv_weights_dir"],
         batch_size=VIEWS_CFG["batch_size"],
@@ -59,7 +60,7 @@ rule views_pa:
         ledger=results("ledger/views.tsv"),
         counts=results("ledger/views.counts.tsv"),
     params:
-        code=code_version("views"),
+        code=code_version("views.decide", "views.tables"),
         lateral_threshold=VIEWS_CFG["lateral_threshold"],
         use_procedure=VIEWS_CFG["use_procedure"],
     log:

@@ -101,7 +101,7 @@ def test_kill_during_registration_shard_then_rerun_gives_identical_tables(small_
     work = small_run.fresh_copy()
     results, pristine = work / "results", small_run.pristine / "results"
     shards = yaml.safe_load((work / "run_config.yaml").read_text())["registration"]["shards"]
-    simulate_code_edit(work / "src/instructx2x/registration_stage.py")  # registration is out of date
+    simulate_code_edit(work / "src/instructx2x/registration/stage.py")  # registration is out of date
     t0 = time.time()
     proc = small_run.popen("--rerun-incomplete", "--", *REG_TARGET)
 

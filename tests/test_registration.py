@@ -14,12 +14,14 @@ import yaml
 import SimpleITK as sitk
 from PIL import Image
 
-from instructx2x import cli, registration
+from instructx2x import cli
+from instructx2x.registration import cli as register_cli
 from instructx2x.core.config import REPO_ROOT
 from instructx2x.core.ledger import read_ledger
-from instructx2x.registration import RegistrationSettings, register_arrays, resample, to_sitk
-from instructx2x.registration_gate import GateSettings, gate_reason
-from instructx2x.registration_stage import apply_gate, gather, montage, register_shard
+from instructx2x.registration.algorithm import RegistrationSettings, register_arrays, resample, to_sitk
+from instructx2x.registration.gate import GateSettings, gate_reason
+from instructx2x.registration.montage import montage
+from instructx2x.registration.stage import apply_gate, gather, register_shard
 
 N = 128
 CONFIG = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())  # the demo's registration settings
@@ -233,9 +235,9 @@ def test_cli_register(tmp_path, capsys):
     Image.fromarray(chest(21, noise_seed=1)).save(past)
     Image.fromarray(warp(chest(21, noise_seed=2), -2.0, 1.0, 1.5, -1.0)).save(cur)
     out = tmp_path / "aligned.png"
-    assert cli.SUBCOMMANDS["register"] == "instructx2x.registration"
+    assert cli.SUBCOMMANDS["register"] == "instructx2x.registration.cli"
     parser = argparse.ArgumentParser()
-    registration.add_parser(parser.add_subparsers(dest="command"))
+    register_cli.add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["register", str(past), str(cur), "--out", str(out), "--json", "--resolution", str(N)])
     assert args.func(args) == 0
     d = json.loads(capsys.readouterr().out)
@@ -263,9 +265,9 @@ def _demo_tables(root, out):
 
 @pytest.mark.slow
 def test_views_pairs_registration_against_demo_truth(demo_dataset, tmp_path):
-    from instructx2x import view_classifier
+    from instructx2x.views import classifier as view_classifier
     from instructx2x.pairs import build_pairs
-    from instructx2x.registration import transform_errors, transform_matrix_of
+    from instructx2x.registration.algorithm import transform_errors, transform_matrix_of
     from instructx2x.synthetic.truth import transform_matrix
     from instructx2x.views import decide_pa, score_views
 

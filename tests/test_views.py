@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from instructx2x import view_classifier
+from instructx2x.views import classifier as view_classifier
 from instructx2x.core.ledger import read_ledger
 from instructx2x.views import XRV_VIEW_FILE, XRV_VIEW_URL, MissingWeights, decide_pa, load_xrv_view_model, score_views
 
@@ -45,7 +45,7 @@ def make_images(tmp_path, n_each: int = 30) -> pd.DataFrame:
         view = "LATERAL" if is_lat else ("PA" if i % 4 == 0 else "AP")
         p = d / f"img{i:03d}.jpg"
         Image.fromarray(arr).save(p, quality=95)
-        rows.append({"dicom_id": f"d{i:03d}", "subject_id": 1, "study_id": 100 + i // 2, "ViewPosition": view,
+        rows.append({"dicom_id": f"d{i:03d}", "subject_id": 1000 + i // 4, "study_id": 100 + i // 2, "ViewPosition": view,
                      "image_path": str(p), "truth": "lateral" if is_lat else "frontal"})
     rows[1]["ViewPosition"] = "PA"  # a lateral image whose metadata says PA
     data = open(rows[4]["image_path"], "rb").read()
@@ -114,3 +114,98 @@ def test_bad_images_table_fails_naming_file_and_column(tmp_path):
     pd.DataFrame({"dicom_id": ["a"], "study_id": [1]}).to_parquet(tmp_path / "images.parquet")
     with pytest.raises(ValueError, match=r"images.parquet.*ViewPosition"):
         score_views(tmp_path / "images.parquet", tmp_path / "s.parquet", "trained", model_path=tmp_path / "m.pt")
+
+
+def test_cross_fitted_model_never_scores_its_own_patients(tmp_path):
+    """A patient's scores come from the model of its fold, trained without it: flipping that patient's own
+    view labels in the metadata changes the other folds' models but not its scores."""
+    make_images(tmp_path)
+    images = pd.read_parquet(tmp_path / "images.parquet")
+    patient = 1003  # images d012-d015: two frontal, two lateral
+    kw = dict(seed=3, epochs=5, folds=3)
+    view_classifier.train(tmp_path / "images.parquet", tmp_path / "m1.pt", **kw)
+    s1 = score_views(tmp_path / "images.parquet", tmp_path / "s1.parquet", "trained", model_path=tmp_path / "m1.pt")
+    flipped = images.copy()
+    mine = flipped["subject_id"] == patient
+    flipped.loc[mine, "ViewPosition"] = flipped.loc[mine, "ViewPosition"].map({"LATERAL": "PA", "PA": "LATERAL", "AP": "LATERAL"})
+    flipped.to_parquet(tmp_path / "flipped.parquet")
+    view_classifier.train(tmp_path / "flipped.parquet", tmp_path / "m2.pt", **kw)
+    s2 = score_views(tmp_path / "flipped.parquet", tmp_path / "s2.parquet", "trained", model_path=tmp_path / "m2.pt")
+    ids = images.loc[mine, "dicom_id"]
+    a, b = s1.set_index("dicom_id")["p_lateral"], s2.set_index("dicom_id")["p_lateral"]
+    assert a[ids].equals(b[ids])  # its own fold's model is the same model
+    others = images.loc[~mine & (images["subject_id"].map(lambda s: view_classifier.fold_of(s, 3))
+                                 != view_classifier.fold_of(patient, 3)), "dicom_id"]
+    assert not a[others].equals(b[others])  # the other folds' models did learn the flipped labels
+
+
+def test_trained_backend_without_lateral_images_says_to_use_xrv(tmp_path):
+    make_images(tmp_path)
+    images = pd.read_parquet(tmp_path / "images.parquet")
+    images[images["ViewPosition"] == "PA"].to_parquet(tmp_path / "pa_only.parquet")  # what source: physionet downloads
+    from instructx2x.core.errors import InputError
+
+    with pytest.raises(InputError, match=r"0 lateral.*views.backend: xrv"):
+        view_classifier.train(tmp_path / "pa_only.parquet", tmp_path / "m.pt", epochs=1)
+
+
+def test_real_data_default_backend_is_xrv_and_the_demo_keeps_trained():
+    import yaml
+
+    from instructx2x.core.config import REPO_ROOT, validate_config
+
+    config = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
+    assert config["views"]["backend"] == "trained"
+    config["views"] = {}
+    assert validate_config(config)["views"]["backend"] == "xrv"
+
+
+@pytest.mark.slow
+def test_physionet_source_on_a_loopback_mirror_runs_past_views_with_real_data_settings(tmp_path):
+    """README "Using the real data": source physionet, views.backend xrv with weights in views.xrv_weights_dir,
+    registration at the schema's defaults; the demo's raw data served as PhysioNet on loopback. Stage 2
+    downloads PA images only, which the trained backend could not learn from; xrv needs none."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import torchvision
+    import yaml
+
+    from instructx2x.core.config import REPO_ROOT
+    from instructx2x.physionet_mirror import PhysioNetMirror
+    from instructx2x.synthetic.generate import generate_dataset
+
+    generate_dataset(tmp_path / "demo", patients=8, seed=7)
+    weights = tmp_path / "xrv"
+    weights.mkdir()
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet50().state_dict(), weights / XRV_VIEW_FILE)  # the file's exact format
+    work = tmp_path / "work"
+    work.mkdir()
+    user, password = "reader", "loopback-pw-7"
+    with PhysioNetMirror(tmp_path / "demo/physionet.org", user, password) as m:
+        config = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
+        config.update(source="physionet", results_dir="results")
+        config["physionet"] = {"base_url": m.base_url, "workers": 2, "backoff_s": 0.01}
+        config["views"] = {"backend": "xrv", "xrv_weights_dir": str(weights)}  # the real-data settings
+        config["registration"] = {}
+        (work / "config.yaml").write_text(yaml.safe_dump(config))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PHYSIONET_")}
+        env.update(PHYSIONET_USERNAME=user, PHYSIONET_PASSWORD=password, HOME=str(tmp_path))
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        cmd = [str(Path(sys.executable).parent / "snakemake"), "--snakefile", str(REPO_ROOT / "Snakefile"),
+               "--directory", str(work), "--configfile", str(work / "config.yaml"), "--cores", "1",
+               "results/views/pa_images.parquet", "results/pairs/pairs.parquet"]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "views_train" not in proc.stderr  # the xrv backend trains nothing
+    images = pd.read_parquet(work / "results/tables/images.parquet")
+    on_disk = images[images["image_path"].map(lambda p: Path(p).is_file())]
+    assert set(on_disk["ViewPosition"]) == {"PA"}  # what was downloaded
+    scores = pd.read_parquet(work / "results/views/view_scores.parquet")
+    assert (scores["backend"] == "xrv").all() and scores.set_index("dicom_id").loc[on_disk["dicom_id"], "p_lateral"].notna().all()
+    pa = pd.read_parquet(work / "results/views/pa_images.parquet")
+    assert len(pa) == len(images) and pa["is_pa"].any()
+    assert len(pd.read_parquet(work / "results/pairs/pairs.parquet")) > 0

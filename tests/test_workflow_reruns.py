@@ -178,14 +178,14 @@ CODE_EDITS = {
     "pairs": {"pairs"},
     "masks": {"masks", "infer", "report_variations"},
     "training.module": {"training_train"},
-    "registration_stage": {"registration_shard", "registration_gather", "registration_gate", "registration_montage"},
+    "registration.stage": {"registration_shard", "registration_gather", "registration_gate", "registration_montage"},
 }
 CODE_EDIT_NEVER = {
     "pairs": {"demo_data", "ingest", "views_train", "views_score", "views_pa", "instructions_operations", "masks"},
     "masks": ACQUIRE_TO_PAIRS | REGISTRATION_HEAVY | INSTRUCTIONS | TRAINING | {"evaluation_train"},
     "training.module": ACQUIRE_TO_PAIRS | REGISTRATION_HEAVY | INSTRUCTIONS | {"training_prepare", "training_latents",
                                                                                 "masks", "evaluation_train"},
-    "registration_stage": ACQUIRE_TO_PAIRS | {"instructions_operations", "masks"},
+    "registration.stage": ACQUIRE_TO_PAIRS | {"instructions_operations", "masks"},
 }
 
 

@@ -2,8 +2,8 @@
 import logging
 import sys
 
-from instructx2x.registration_gate import GateSettings
-from instructx2x.registration_stage import apply_gate
+from instructx2x.registration.gate import GateSettings
+from instructx2x.registration.stage import apply_gate
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
 sys.stderr = open(snakemake.log[0], "a")  # noqa: F821
@@ -18,6 +18,7 @@ apply_gate(
         mirror_margin=snakemake.params.mirror_margin,  # noqa: F821
         ncc_min=snakemake.params.ncc_min,  # noqa: F821
         structure_ncc_min=snakemake.params.structure_ncc_min,  # noqa: F821
+        same_patient_action=snakemake.params.same_patient_action,  # noqa: F821
     ),
     ledger_path=snakemake.output.ledger,  # noqa: F821
     counts_path=snakemake.output.counts,  # noqa: F821

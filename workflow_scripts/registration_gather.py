@@ -2,7 +2,7 @@
 import logging
 import sys
 
-from instructx2x.registration_stage import gather
+from instructx2x.registration.stage import gather
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
 sys.stderr = open(snakemake.log[0], "a")  # noqa: F821

@@ -2,8 +2,8 @@
 import logging
 import sys
 
-from instructx2x.registration import RegistrationSettings
-from instructx2x.registration_stage import register_shard
+from instructx2x.registration.algorithm import RegistrationSettings
+from instructx2x.registration.stage import register_shard
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
 sys.stderr = open(snakemake.log[0], "a")  # noqa: F821

@@ -2,7 +2,7 @@
 import logging
 import sys
 
-from instructx2x.views import decide_pa
+from instructx2x.views.decide import decide_pa
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
 sys.stderr = open(snakemake.log[0], "a")  # noqa: F821

@@ -3,7 +3,7 @@ import logging
 import os
 import sys
 
-from instructx2x.views import score_views
+from instructx2x.views.score import score_views
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
 sys.stderr = open(snakemake.log[0], "a")  # noqa: F821

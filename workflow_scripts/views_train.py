@@ -2,7 +2,7 @@
 import logging
 import sys
 
-from instructx2x.view_classifier import train
+from instructx2x.views.classifier import train
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
 sys.stderr = open(snakemake.log[0], "a")  # noqa: F821
@@ -13,4 +13,5 @@ train(
     seed=snakemake.params.seed,  # noqa: F821
     epochs=snakemake.params.epochs,  # noqa: F821
     max_images=snakemake.params.max_images,  # noqa: F821
+    folds=snakemake.params.folds,  # noqa: F821
 )

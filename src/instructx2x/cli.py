@@ -16,7 +16,7 @@ SUBCOMMANDS: dict[str, str] = {
     "demo-data": "instructx2x.synthetic.cli",
     "audit": "instructx2x.provenance",
     "ingest": "instructx2x.ingest",
-    "register": "instructx2x.registration",
+    "register": "instructx2x.registration.cli",
     "download": "instructx2x.download",
     "edit": "instructx2x.inference.edit",
     "serve": "instructx2x.inference.serve",

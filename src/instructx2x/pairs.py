@@ -19,7 +19,7 @@ import pandas as pd
 
 from instructx2x.core.io import write_parquet
 from instructx2x.core.ledger import Ledger
-from instructx2x.views import require_columns
+from instructx2x.views.tables import require_columns
 
 log = logging.getLogger(__name__)
 

@@ -186,3 +186,11 @@ def read_gray(
                 "a radiograph with visible anatomy is expected"
             )
     return arr
+
+
+def resize_square(arr: np.ndarray, size: int) -> np.ndarray:
+    """An 8-bit grey image resized to ``size``² (antialiased bilinear, as PIL does when shrinking;
+    anisotropic when the image is not square). Used wherever a stage needs a fixed square input."""
+    if arr.shape == (size, size):
+        return arr.copy()
+    return np.asarray(Image.fromarray(arr).resize((size, size), Image.BILINEAR))

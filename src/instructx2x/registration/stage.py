@@ -1,4 +1,4 @@
-"""The registration stage over all pairs: shards, gather, gate, fates and QA montage.
+"""The registration stage over all pairs: shards, gather, gate and fates (the QA montage: ``montage.py``).
 
 - ``register_shard``: the pairs whose ``shard_of(pair_id)`` is ``shard`` (CRC32 of the id, so
   a pair's shard does not depend on the other pairs); one job per shard. Writes the past image
@@ -10,7 +10,6 @@
   ``structure_ncc``) →
   ``accepted_pairs.parquet`` and ``pair_fates.parquet`` (every Diff-VQA pair and its fate,
   including those set aside by the pairs stage), with ledger and counts.
-- ``montage``: a PNG grid of kept and rejected pairs (past | aligned current | checkerboard).
 """
 
 from __future__ import annotations
@@ -21,13 +20,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from instructx2x.core.io import atomic_path, write_parquet
+from instructx2x.core.io import write_parquet
 from instructx2x.core.paths import read_parquet, relativise, table_results_dir
 from instructx2x.core.ledger import Ledger, read_ledger
-from instructx2x.core.images import UnreadableImage, read_gray
-from instructx2x.registration import RegistrationSettings, register_files, save_png, shard_of
-from instructx2x.registration_gate import GateSettings, gate_reason
-from instructx2x.views import require_columns
+from instructx2x.core.images import UnreadableImage
+from instructx2x.registration.algorithm import RegistrationSettings, UnusableImage, register_files, save_png, shard_of
+from instructx2x.registration.gate import GateSettings, gate_flag, gate_reason
+from instructx2x.views.tables import require_columns
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +67,10 @@ def register_shard(pairs_path, shard: int, shards: int, settings: RegistrationSe
         except UnreadableImage as exc:
             rows.append(_empty_row(r.pair_id, shard, settings.resolution, f"unreadable image: {exc}"))
             log.warning("%s: unreadable image: %s", r.pair_id, exc)
+            continue
+        except UnusableImage as exc:
+            rows.append(_empty_row(r.pair_id, shard, settings.resolution, f"unusable image: {exc}"))
+            log.warning("%s: unusable image: %s", r.pair_id, exc)
             continue
         except Exception as exc:  # noqa: BLE001 - a failed registration is set aside, the shard goes on
             rows.append(_empty_row(r.pair_id, shard, settings.resolution, f"registration failed: {type(exc).__name__}: {exc}"))
@@ -112,10 +115,14 @@ def gather(shard_paths, out_path, *, ledger_path=None, counts_path=None) -> pd.D
 
 
 def apply_gate(registration_path, pairs_ledger_path, accepted_path, fates_path, gate: GateSettings, *, ledger_path=None, counts_path=None) -> pd.DataFrame:
+    """The gate over all registered pairs. With ``same_patient_action: flag`` a pair failing the
+    same-patient check is kept: ``gate_flag`` in ``accepted_pairs.parquet``, a ledger line
+    ``flagged: wrong patient suspected`` and its fate's detail say so."""
     reg = read_parquet(registration_path)
     require_columns(reg, RESULT_COLUMNS, registration_path)
-    reasons = [gate_reason(r, gate) for r in reg.to_dict("records")]
-    reg["gate_reason"] = reasons
+    records = reg.to_dict("records")
+    reg["gate_reason"] = [gate_reason(r, gate) for r in records]
+    reg["gate_flag"] = [gate_flag(r, gate) if r["status"] == "ok" else "" for r in records]
     accepted = reg[reg["gate_reason"] == ""].drop(columns=["gate_reason"])
     write_parquet(*_relative(accepted, table_results_dir(registration_path), accepted_path))
 
@@ -123,12 +130,17 @@ def apply_gate(registration_path, pairs_ledger_path, accepted_path, fates_path, 
     ok = reg[reg["status"] == "ok"]
     for r in ok[ok["gate_reason"] != ""].itertuples(index=False):
         ledger.set_aside("pair", r.pair_id, r.gate_reason, _detail(r))
+    for r in accepted[accepted["gate_flag"] != ""].itertuples(index=False):
+        ledger.set_aside("pair", r.pair_id, f"flagged: {r.gate_flag}", "kept (registration.same_patient_action: flag); " + _detail(r))
     n = len(ok)
     after_mi = ok[ok["gate_reason"] != "mi gate"]
     after_mirror = after_mi[after_mi["gate_reason"] != "mirror suspected"]
     ledger.count("mi gate", n, len(after_mi), f"mi <= {gate.mi_threshold}")
     ledger.count("mirror check", len(after_mi), len(after_mirror), f"mirror_mi >= mi - {gate.mirror_margin}")
-    ledger.count("same-patient check", len(after_mirror), len(accepted), f"ncc >= {gate.ncc_min} and structure_ncc >= {gate.structure_ncc_min}")
+    n_flagged = int((accepted["gate_flag"] != "").sum())
+    ledger.count("same-patient check", len(after_mirror), len(accepted),
+                 f"ncc >= {gate.ncc_min} and structure_ncc >= {gate.structure_ncc_min}"
+                 + (f"; action flag: {n_flagged} kept and flagged" if gate.same_patient_action == "flag" else ""))
     if ledger_path:
         ledger.write(ledger_path, counts_path)
 
@@ -140,7 +152,7 @@ def apply_gate(registration_path, pairs_ledger_path, accepted_path, fates_path, 
             fates.append({"pair_id": r.pair_id, "stage": "registration", "fate": reason, "detail": detail})
         else:
             fates.append({"pair_id": r.pair_id, "stage": "registration_gate", "fate": r.gate_reason or "kept",
-                          "detail": _detail(r)})
+                          "detail": (f"flagged: {r.gate_flag}; " if r.gate_flag else "") + _detail(r)})
     fates_df = pd.DataFrame(fates, columns=["pair_id", "stage", "fate", "detail"]).sort_values("pair_id", kind="stable")
     write_parquet(fates_df, fates_path)
     return fates_df
@@ -148,44 +160,3 @@ def apply_gate(registration_path, pairs_ledger_path, accepted_path, fates_path, 
 
 def _detail(r) -> str:
     return f"mi={r.mi:.4f} mirror_mi={r.mirror_mi:.4f} ncc={r.ncc:.4f} structure_ncc={r.structure_ncc:.4f}"
-
-
-def _checkerboard(a: np.ndarray, b: np.ndarray, tiles: int = 8) -> np.ndarray:
-    h, w = a.shape
-    yy, xx = np.mgrid[0:h, 0:w]
-    mask = ((yy * tiles // h) + (xx * tiles // w)) % 2 == 0
-    return np.where(mask, a, b)
-
-
-def montage(registration_path, fates_path, out_path, *, per_group: int = 4) -> None:
-    """Rows: kept pairs then rejected pairs (registered ones); columns: past, aligned current, checkerboard."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from PIL import Image
-
-    reg = read_parquet(registration_path).set_index("pair_id")
-    fates = pd.read_parquet(fates_path)
-    registered = fates[(fates["stage"] == "registration_gate")]
-    kept = registered[registered["fate"] == "kept"].head(per_group)
-    rejected = registered[registered["fate"] != "kept"].drop_duplicates("fate").head(per_group)
-    rejected = pd.concat([rejected, registered[(registered["fate"] != "kept") & ~registered["pair_id"].isin(rejected["pair_id"])]]).head(per_group)
-    chosen = pd.concat([kept, rejected])
-    n = max(len(chosen), 1)
-    fig, axes = plt.subplots(n, 3, figsize=(6, 2 * n), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for i, f in enumerate(chosen.itertuples(index=False)):
-        r = reg.loc[f.pair_id]
-        past = read_gray(r["past_path"], check_content=False)
-        cur = read_gray(r["aligned_current_path"], check_content=False)
-        for j, (img, title) in enumerate(((past, "past"), (cur, "current aligned"), (_checkerboard(past, cur), "checkerboard"))):
-            axes[i, j].imshow(img, cmap="gray", vmin=0, vmax=255)
-            axes[i, j].set_title(title if j else f"{f.fate} | {f.pair_id}\nMI {r['mi']:.2f} ncc {r['ncc']:.2f} str {r['structure_ncc']:.2f}", fontsize=6)
-    if len(chosen) == 0:
-        axes[0, 1].text(0.5, 0.5, "no registered pairs", ha="center")
-    fig.tight_layout()
-    with atomic_path(out_path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)

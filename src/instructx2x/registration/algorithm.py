@@ -47,9 +47,18 @@ import numpy as np
 import SimpleITK as sitk
 from PIL import Image
 
-from instructx2x.core.images import UnreadableImage, read_gray
+from instructx2x.core.errors import InputError
+from instructx2x.core.images import read_gray
+from instructx2x.core.images import resize_square as resize  # noqa: F401 - part of this module's API
 
 log = logging.getLogger(__name__)
+
+
+MIN_COARSEST_SIDE = 4  # pixels per side at the coarsest pyramid level
+
+
+class UnusableImage(InputError):
+    """A readable image this registration cannot use (its shape); ``str(exc)`` is a one-line reason."""
 
 
 @dataclass(frozen=True)
@@ -128,13 +137,6 @@ class RegistrationResult:
 
 
 # --------------------------------------------------------------------------- image handling
-def resize(arr: np.ndarray, resolution: int) -> np.ndarray:
-    """Resize to ``resolution``² (antialiased bilinear, as PIL does when shrinking)."""
-    if arr.shape == (resolution, resolution):
-        return arr.copy()
-    return np.asarray(Image.fromarray(arr).resize((resolution, resolution), Image.BILINEAR))
-
-
 def to_sitk(arr: np.ndarray, spacing=(1.0, 1.0)) -> sitk.Image:
     """A float image whose physical units are pixels of the *original* image.
 
@@ -249,7 +251,10 @@ def estimate(fixed_w: np.ndarray, fixed_sp, moving_w: np.ndarray, moving_sp, fix
         if level == 0:
             # multi-start: the metric on the start grid (rotation and scale about the fixed centroid, which
             # goes to the moving centroid), then the best `refine_starts` grid points optimised
-            grid = sorted(_grid_values(f, m, cf, cm - cf, s), key=lambda v: v[0])
+            grid = []
+            for centre_scale in start_scale_centres(fixed_hw, moving_w.shape, moving_sp, s):
+                grid += _grid_values(f, m, cf, cm - cf, s, centre_scale)
+            grid.sort(key=lambda v: v[0])
             best = None
             for _, params in grid[: s.refine_starts]:
                 t = sitk.Similarity2DTransform()
@@ -271,10 +276,26 @@ def estimate(fixed_w: np.ndarray, fixed_sp, moving_w: np.ndarray, moving_sp, fix
     return out, iters
 
 
-def _grid_values(f, m, centre, shift, s: RegistrationSettings) -> list:
+def start_scale_centres(fixed_hw, moving_small_hw, moving_sp, s: RegistrationSettings) -> list[float]:
+    """Scale hypotheses the start grid is centred on.
+
+    Pixel size: images carry none (PNG/JPG), so the transform is in each image's own pixels and
+    the first hypothesis is *the same pixel size* (scale 1: the anatomy spans about as many pixels
+    in both, as between MIMIC-CXR studies of one detector). When the longer sides differ by more
+    than the start grid reaches (e.g. one image was downscaled), the second hypothesis is *the
+    same field of view* (scale = moving longer side / fixed longer side, as resizing both to 512²
+    would assume); both grids are evaluated and the best points refined.
+    """
+    moving_long = max(moving_small_hw[0] * moving_sp[1], moving_small_hw[1] * moving_sp[0])
+    ratio = moving_long / max(fixed_hw)
+    lo, hi = min(s.start_scales), max(s.start_scales)
+    return [1.0] if lo <= ratio <= hi else [1.0, float(ratio)]
+
+
+def _grid_values(f, m, centre, shift, s: RegistrationSettings, centre_scale: float = 1.0) -> list:
     """(metric, parameters) at every point of the start grid: one run of the exhaustive optimizer."""
     angles = np.radians(np.asarray(s.start_angles_deg, float))
-    scales = np.asarray(s.start_scales, float)
+    scales = centre_scale * np.asarray(s.start_scales, float)
     n_s, n_a = (len(scales) - 1) // 2, (len(angles) - 1) // 2
     t = sitk.Similarity2DTransform()
     t.SetCenter(tuple(centre))
@@ -422,6 +443,13 @@ def _register_arrays(fixed_arr: np.ndarray, moving_arr: np.ndarray, s: Registrat
     est_res = s.estimation_resolution or s.resolution
     fixed_small, fixed_sp = working_image(fixed_arr, est_res)
     moving_small, moving_sp = working_image(moving_arr, est_res)
+    for name, arr, small in (("fixed", fixed_arr, fixed_small), ("moving", moving_arr, moving_small)):
+        coarse = min(small.shape) // max(s.shrink_factors)
+        if coarse < MIN_COARSEST_SIDE:
+            raise UnusableImage(
+                f"{name} image is {arr.shape[1]}x{arr.shape[0]} pixels: too elongated to register at resolution {est_res} "
+                f"(its shorter side is {coarse} px at the coarsest pyramid level, at least {MIN_COARSEST_SIDE} needed)"
+            )
     fixed_w = bilateral(fixed_small, s)
     moving_w = bilateral(moving_small, s)
     transform, iters = estimate(fixed_w, fixed_sp, moving_w, moving_sp, fixed_arr.shape, s)
@@ -449,10 +477,16 @@ def _register_arrays(fixed_arr: np.ndarray, moving_arr: np.ndarray, s: Registrat
 
 
 def register_files(fixed_path, moving_path, s: RegistrationSettings) -> tuple[RegistrationResult, np.ndarray, np.ndarray]:
-    """Read and register; returns (result, fixed resized to resolution², aligned moving)."""
+    """Read and register; returns (result, fixed resized to resolution², aligned moving).
+
+    Raises ``UnreadableImage`` (core.images) or ``UnusableImage`` with a one-line reason naming the file."""
     fixed_arr = read_gray(fixed_path)
     moving_arr = read_gray(moving_path)
-    res, aligned = register_arrays(fixed_arr, moving_arr, s)
+    try:
+        res, aligned = register_arrays(fixed_arr, moving_arr, s)
+    except UnusableImage as exc:
+        which = fixed_path if str(exc).startswith("fixed") else moving_path
+        raise UnusableImage(f"{which}: {exc}") from None
     return res, resize(fixed_arr, s.resolution), aligned
 
 
@@ -491,55 +525,3 @@ def save_png(arr: np.ndarray, path: str | Path) -> None:
 
     with atomic_path(path) as tmp:
         Image.fromarray(arr).save(tmp, format="PNG")
-
-
-# --------------------------------------------------------------------------- CLI
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "register",
-        help="align MOVING to FIXED with the pipeline's registration settings",
-        description="Register MOVING (current) to FIXED (past) with the pipeline's settings (bilateral "
-        "filter for estimation, similarity transform, Mattes MI) and write MOVING resampled into FIXED's frame.",
-    )
-    p.add_argument("fixed")
-    p.add_argument("moving")
-    p.add_argument("--out", required=True, help="aligned moving image (PNG) at the working resolution")
-    p.add_argument("--config", default=None, help="config.yaml whose `registration` section to use (default: the repository's config.yaml)")
-    p.add_argument("--resolution", type=int, default=None, help="override registration.resolution")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.set_defaults(func=_cli_register)
-
-
-def _cli_register(args) -> int:
-    import json
-    import sys
-
-    from instructx2x.core.config import REPO_ROOT, load_config
-    from instructx2x.registration_gate import GateSettings, gate_reason
-
-    cfg = load_config(args.config or REPO_ROOT / "config.yaml")
-    section = dict(cfg["registration"])
-    if args.resolution:
-        section["resolution"] = args.resolution
-    s = RegistrationSettings.from_config(section, seed=cfg["seed"])
-    g = GateSettings.from_config(section)
-    try:
-        res, _, aligned = register_files(args.fixed, args.moving, s)
-    except UnreadableImage as exc:
-        print(f"error: unreadable image: {exc}", file=sys.stderr)
-        return 2
-    save_png(aligned, args.out)
-    row = {"status": "ok", **res.as_dict()}
-    reason = gate_reason(row, g)
-    out = {
-        "angle_deg": res.angle_deg, "scale": res.scale, "tx": res.tx, "ty": res.ty, "mi": res.mi,
-        "accepted": reason == "", "mirror_suspected": reason == "mirror suspected",
-        "reason": reason or "kept", "mirror_mi": res.mirror_mi, "ncc": res.ncc,
-        "structure_ncc": res.structure_ncc, "resolution": s.resolution,
-    }
-    if args.json:
-        print(json.dumps(out, sort_keys=True))
-    else:
-        for k, v in out.items():
-            print(f"{k}\t{v}")
-    return 0

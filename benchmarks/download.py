@@ -1,6 +1,6 @@
 """Download throughput: sequential transfers (one at a time, as `wget -i`) vs our parallel fetcher.
 
-Both runs use the same code path (``instructx2x.fetcher.Fetcher``) and the same loopback
+Both runs use the same code path (``instructx2x.acquire.fetcher.Fetcher``) and the same loopback
 PhysioNet mirror with a fixed per-request latency standing in for the round trip to
 physionet.org; only ``workers`` differs. Appends/updates a section of benchmarks/RESULTS.md.
 
@@ -20,10 +20,12 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from instructx2x.credentials import Credentials
-from instructx2x.fetcher import Fetcher, FileTask, Settings
-from instructx2x.physionet_mirror import PhysioNetMirror, write_sha256sums
+from instructx2x.acquire.credentials import Credentials
+from instructx2x.acquire.fetcher import Fetcher, FileTask, Settings
 from results_md import replace_section  # noqa: E402  (benchmarks/ is the script directory)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test-only loopback mirror
+from helpers.physionet_mirror import PhysioNetMirror, write_sha256sums  # noqa: E402
 
 SECTION = "## Download: parallel verified transfers vs sequential"
 
@@ -85,7 +87,7 @@ def main() -> None:
 - date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M')} UTC
 - command: `{cmd.strip()}`
 - setup: {args.files} files of {args.size:,} bytes ({mb:.1f} MB) from the loopback mirror
-  (`instructx2x.physionet_mirror`, HTTP Basic auth) with {args.latency * 1000:.0f} ms added per request;
+  (`tests/helpers/physionet_mirror.py`, HTTP Basic auth) with {args.latency * 1000:.0f} ms added per request;
   every file streamed to `.part`, SHA-256 checked, renamed; median of {args.repeats} interleaved runs
 - baseline: `workers: 1` (one transfer at a time, like `wget -i`); ours: `workers: {args.workers}` (the default)
 

@@ -1,7 +1,7 @@
 # Acquisition: the raw datasets in PhysioNet's layout and the raw manifest that ingest takes as input.
 #   source: demo      -> rules/demo.smk (synthetic generator)
-#   source: physionet -> physionet_tables, then physionet_images (instructx2x.download)
-#   source: local     -> local_manifest (instructx2x.local_manifest)
+#   source: physionet -> physionet_tables, then physionet_images (instructx2x.acquire.download)
+#   source: local     -> local_manifest (instructx2x.acquire.local_manifest)
 # The download rules are `localrule: True`: on a cluster they run on the node Snakemake itself runs
 # on (the login node, which has internet), never in a batch job. Credentials are read inside Python
 # from PHYSIONET_USERNAME/PHYSIONET_PASSWORD or ~/.netrc; nothing secret is a param or a shell line.
@@ -15,7 +15,7 @@ if config["source"] == "physionet":
         output:
             manifest=results("raw/physionet_tables_manifest.parquet"),
         params:
-            code=code_version("download", "fetcher", "credentials", "sources"),
+            code=code_version("acquire", "ingest.tables"),
             raw_dir=RAW_DIR,
             datasets=DATASET_VERSIONS,
         log:
@@ -38,7 +38,7 @@ if config["source"] == "physionet":
             ledger=results("ledger/acquire.tsv"),
             counts=results("ledger/acquire.counts.tsv"),
         params:
-            code=code_version("download", "fetcher", "credentials", "sources"),
+            code=code_version("acquire", "ingest.tables"),
             raw_dir=RAW_DIR,
             datasets=DATASET_VERSIONS,
         log:
@@ -63,7 +63,7 @@ elif config["source"] == "local":
             ledger=results("ledger/acquire.tsv"),
             counts=results("ledger/acquire.counts.tsv"),
         params:
-            code=code_version("local_manifest", "download", "fetcher", "sources"),
+            code=code_version("acquire", "ingest.tables"),
             datasets=DATASET_VERSIONS,
         log:
             f"{LOGS}/acquire/local_manifest.log",

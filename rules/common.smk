@@ -7,7 +7,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from instructx2x.core.config import validate_config
 from instructx2x.core.codeversion import code_version
-from instructx2x import sources
+from instructx2x.acquire import sources
 
 validate_config(config)
 

@@ -12,6 +12,7 @@ if config["source"] == "demo":
             out_dir=lambda wildcards, output: str(Path(output.tree).parent),  # RAW_DIR
             patients=config["demo"]["patients"],
             seed=config["demo"]["seed"],
+            race_mix=config["demo"]["race_mix"],
         log:
             f"{LOGS}/demo_data.log",
         benchmark:

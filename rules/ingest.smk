@@ -14,7 +14,7 @@ rule ingest:
         ledger=results("ledger/ingest.tsv"),
         counts=results("ledger/ingest.counts.tsv"),
     params:
-        code=code_version("ingest", "core.tableschema", "sources"),
+        code=code_version("ingest", "core.tableschema", "acquire.sources"),
         schemas=schemas_version(INGEST_RAW_SCHEMAS + INGEST_TABLES),
         out_dir=lambda wildcards, output: str(Path(output.tables[0]).parent),
     log:

@@ -25,7 +25,7 @@ rule provenance:
     output:
         PROVENANCE_FILES,
     params:
-        code=code_version("provenance", "sources"),
+        code=code_version("provenance", "acquire.sources"),
         results_dir=lambda wildcards, output: str(Path(output[0]).parent.parent),  # RESULTS
         repo=workflow.basedir,
     log:

@@ -21,12 +21,12 @@ import yaml
 
 from instructx2x.cli import SUBCOMMANDS
 from instructx2x.core.config import REPO_ROOT, validate_config
-from instructx2x.credentials import Credentials, CredentialsError, get_credentials
-from instructx2x.download import download, fetch_images, fetch_tables, needed_files
-from instructx2x.fetcher import AuthError, DownloadError
+from instructx2x.acquire.credentials import Credentials, CredentialsError, get_credentials
+from instructx2x.acquire.download import download, fetch_images, fetch_tables, needed_files
+from instructx2x.acquire.fetcher import AuthError, DownloadError
 from instructx2x.core.ledger import Ledger
-from instructx2x.local_manifest import build_local_manifest
-from instructx2x.physionet_mirror import PhysioNetMirror, write_index_pages, write_sha256sums
+from instructx2x.acquire.local_manifest import build_local_manifest
+from helpers.physionet_mirror import PhysioNetMirror, write_index_pages, write_sha256sums
 
 USER, PASSWORD = "alice", "s3cr3t-Pa55word-zq"
 
@@ -264,8 +264,8 @@ def test_cli_reports_failure_and_reads_env_credentials(tmp_path, mirror):
     env.update(PHYSIONET_USERNAME=USER, PHYSIONET_PASSWORD="not-the-password", HOME=str(tmp_path))
     # `instructx2x download` (cli.SUBCOMMANDS) runs the same parser; invoked via the module so this test
     # does not depend on every other subcommand importing
-    assert SUBCOMMANDS["download"] == "instructx2x.download"
-    cmd = [sys.executable, "-m", "instructx2x.download", "--dest", str(tmp_path / "d"), "--base-url", mirror.base_url,
+    assert SUBCOMMANDS["download"] == "instructx2x.acquire.download"
+    cmd = [sys.executable, "-m", "instructx2x.acquire.download", "--dest", str(tmp_path / "d"), "--base-url", mirror.base_url,
            "--config", str(cfg)]
     bad = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "data use agreement" in bad.stderr and "not-the-password" not in bad.stderr + bad.stdout

@@ -371,7 +371,7 @@ def test_bad_label_value_fails(tmp_path, raw):
 def test_cli_subcommand_writes_tables(tmp_path, raw):
     import argparse
 
-    from instructx2x import ingest as ingest_module
+    from instructx2x.ingest import cli as ingest_module
 
     parser = argparse.ArgumentParser()
     ingest_module.add_parser(parser.add_subparsers(dest="command"))

@@ -38,7 +38,7 @@ def inputs(tmp_path):
     (d / "inference").mkdir(parents=True)
     metrics = {"rows": {"real": _row([0.8, 0.9, 0.7, 0.78, 0.0, 0.0]), "input": _row([0.6, 0.88, 0.69, 0.7, 0.3, 2.0]),
                         "wo_rse": _row([0.7, 0.8, 0.6, 0.7, 0.2, 1.5]), "rse": _row([0.72, 0.85, 0.65, 0.72, 0.1, 1.2])},
-               "n_pairs": 4, "backend": "trained",
+               "n_pairs": 4, "backend": "trained", "edit_success": {"rse": {"n_pairs": 3}, "wo_rse": {"n_pairs": 3}},
                "ablation_directions": [{"check": "KL: rse < wo_rse", "left": 0.1, "right": 0.2, "holds": True}],
                "evaluator": {"n_train_images": 40, "n_heldout_images": 8, "heldout_source": "val split",
                              "heldout": {"patho_auroc": 0.71, "race_accuracy": 0.9, "patho_auroc_per_finding": {"Edema": 0.6}}}}
@@ -60,6 +60,9 @@ def inputs(tmp_path):
     led.count("chronological", 10, 8)
     led.write(d / "pairs.tsv", d / "pairs.counts.tsv")
     (d / "audit.json").write_text(json.dumps({"ok": True, "checked": 12, "problems": []}))
+    (d / "git.json").write_text(json.dumps({"commit": "0" * 40, "dirty": False}))
+    (d / "versions.json").write_text(json.dumps({"python": "3.11.9", "packages": {"torch": "2.14.1"}}))
+    (d / "config.resolved.yaml").write_text("seed: 1234\n")
     return {"dir": d, "kw": dict(metrics_path=d / "metrics.json", records_path=d / "records.parquet", table1_csv=d / "table1.csv",
                                  loss_csv=d / "loss.csv", montage_png=_png(d / "montage.png", 50), masks_png=_png(d / "masks.png", 51),
                                  ledger_counts=[d / "pairs.counts.tsv"], audit_path=d / "audit.json",
@@ -86,9 +89,10 @@ def test_report_self_contained_and_missing_inputs_say_so(inputs, tmp_path):
     partial = tmp_path / "partial.html"
     build_report(partial, metrics_path=inputs["kw"]["metrics_path"])
     t = partial.read_text()
-    for what in ("Table 1", "registration montage", "pseudo masks", "training loss curve", "gallery", "provenance audit", "ledger counts", "variations figure"):
+    for what in ("Table 1", "registration montage", "pseudo masks", "training loss curve", "gallery", "provenance audit",
+                 "ledger counts", "variations figure"):
         assert f"{what}" in t and "not available" in t
-    assert t.count("not available") == 8
+    assert t.count("not available") == 8  # the metrics file gives Table 2 and edit success
 
 
 def _chromium():
@@ -167,3 +171,46 @@ def test_variations_figure_with_tiny_pipeline(tmp_path):
     assert all(v["mask_source"] == "pseudo" for v in info["variants"])
     with Image.open(tmp_path / "var.png") as im:
         assert im.size[0] > 200 and im.size[1] > 500
+
+
+def test_gallery_wo_rse_tile_is_the_change_and_captions_read_once(inputs, tmp_path):
+    from instructx2x.evaluation.report import _mask_caption, gallery_html
+
+    recs = pd.read_parquet(inputs["dir"] / "records.parquet")
+    text = gallery_html(recs, 1)
+    assert "wo-RSE change |edit − input|" in text and "guidance map" in text
+    assert "wo_rse guidance map" not in text  # the all-black wo-RSE guidance map is not shown
+    assert _mask_caption("pseudo", "pseudo mask(s) of Pleural Effusion") == "pseudo mask(s) of Pleural Effusion"
+    assert _mask_caption("user", "drawn mask") == "user: drawn mask"
+
+
+def test_edit_success_and_interval_reasons_and_provenance_in_report(inputs, tmp_path):
+    d = inputs["dir"]
+    m = json.loads((d / "metrics.json").read_text())
+    m["edit_success"] = {mode: {"region": "r", "n_pairs": 3, "median_ratio": 0.8, "median_ratio_interval": [0.7, 0.9],
+                                "share_closer": 2 / 3, "share_closer_interval": [0.3, 1.0], "n_operations": 4,
+                                "share_moved_as_instructed": 0.75, "share_moved_interval": [0.5, 1.0]}
+                         for mode in ("rse", "wo_rse")}
+    m["rows"]["rse"]["interval_reasons"] = {"race_auroc": "race groups among the 3 pairs: {0: 3}"}
+    (d / "metrics.json").write_text(json.dumps(m))
+    (d / "git.json").write_text(json.dumps({"commit": "abc1234", "dirty": False}))
+    (d / "versions.json").write_text(json.dumps({"python": "3.11", "packages": {"torch": "2.14.1"}}))
+    (d / "config.resolved.yaml").write_text("seed: 1234\n")
+    out = tmp_path / "r.html"
+    build_report(out, **inputs["kw"])
+    text = out.read_text()
+    assert "Edit success" in text and "0.800 [0.700, 0.900]" in text and "75% [50, 100]" in text
+    assert "race groups among the 3 pairs" in text
+    assert "abc1234" in text and "2.14.1" in text and "seed: 1234" in text
+
+
+@pytest.mark.slow
+def test_report_of_the_small_demo_run_renders_in_chromium(small_run, tmp_path):
+    """The report the DAG itself produced (small demo config), not one built from test tiles."""
+    html_path = small_run.pristine / "results" / "report" / "index.html"
+    assert html_path.exists()
+    res = open_in_chromium(html_path, tmp_path)
+    assert res["images"] >= 8 and res["loaded"] == res["images"]
+    assert res["table2_rows"] == 7 and res["table2_height"] > 50
+    text = html_path.read_text()
+    assert "pseudo pseudo" not in text and "Edit success" in text and "Resolved configuration" in text

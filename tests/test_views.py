@@ -174,7 +174,7 @@ def test_physionet_source_on_a_loopback_mirror_runs_past_views_with_real_data_se
     import yaml
 
     from instructx2x.core.config import REPO_ROOT
-    from instructx2x.physionet_mirror import PhysioNetMirror
+    from helpers.physionet_mirror import PhysioNetMirror
     from instructx2x.synthetic.generate import generate_dataset
 
     generate_dataset(tmp_path / "demo", patients=8, seed=7)

@@ -1,8 +1,12 @@
 """Rule `physionet_images`: the images and reports the tables call for; the raw manifest."""
+from instructx2x.core.errors import report_stage_errors
+
+report_stage_errors()  # an expected error prints one line on the terminal, not "message: None"
+
 import logging
 import sys
 
-from instructx2x.download import fetch_images
+from instructx2x.acquire.download import fetch_images
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)  # noqa: F821
 sys.stderr = open(snakemake.log[0], "a")  # noqa: F821

@@ -1,4 +1,8 @@
 """Rule demo_data: write the synthetic dataset and its raw manifest."""
+from instructx2x.core.errors import report_stage_errors
+
+report_stage_errors()  # an expected error prints one line on the terminal, not "message: None"
+
 
 import logging
 
@@ -10,6 +14,7 @@ manifest = generate_dataset(
     patients=snakemake.params.patients,
     seed=snakemake.params.seed,
     tables_only=False,
+    race_mix=snakemake.params.race_mix,
     manifest_path=snakemake.output.manifest,
 )
 logging.info("wrote %d raw files", len(manifest))

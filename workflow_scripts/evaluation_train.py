@@ -1,4 +1,8 @@
 """Rule `evaluation_train`: the trained evaluator backend (small CNN on the train split's real images)."""
+from instructx2x.core.errors import report_stage_errors
+
+report_stage_errors()  # an expected error prints one line on the terminal, not "message: None"
+
 import logging
 import sys
 

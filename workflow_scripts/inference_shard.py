@@ -1,4 +1,8 @@
 """Rule `infer`: edit one shard of the test/holdout pairs in every mode."""
+from instructx2x.core.errors import report_stage_errors
+
+report_stage_errors()  # an expected error prints one line on the terminal, not "message: None"
+
 import logging
 import sys
 from pathlib import Path

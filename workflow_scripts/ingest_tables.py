@@ -1,4 +1,8 @@
 """Rule `ingest`: validate the raw tables and write the typed parquet tables."""
+from instructx2x.core.errors import report_stage_errors
+
+report_stage_errors()  # an expected error prints one line on the terminal, not "message: None"
+
 import logging
 import sys
 
@@ -12,5 +16,6 @@ counts = ingest(
     out_dir=snakemake.params.out_dir,  # noqa: F821
     ledger_path=snakemake.output.ledger,  # noqa: F821
     counts_path=snakemake.output.counts,  # noqa: F821
+    manifest_path=snakemake.input.manifest,  # noqa: F821
 )
 logging.info("rows: %s", counts)

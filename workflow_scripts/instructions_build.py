@@ -1,4 +1,8 @@
 """Rule `instructions_build`: join operations with accepted pairs, splits, Table 1."""
+from instructx2x.core.errors import report_stage_errors
+
+report_stage_errors()  # an expected error prints one line on the terminal, not "message: None"
+
 import logging
 import sys
 

@@ -1,4 +1,8 @@
 """Rule `masks`: pseudo masks from the MS-CXR boxes of PA images."""
+from instructx2x.core.errors import report_stage_errors
+
+report_stage_errors()  # an expected error prints one line on the terminal, not "message: None"
+
 import logging
 import sys
 from pathlib import Path

@@ -1,4 +1,8 @@
 """Rule `report_variations`: severity/laterality variations of one input (the paper's Figure 4)."""
+from instructx2x.core.errors import report_stage_errors
+
+report_stage_errors()  # an expected error prints one line on the terminal, not "message: None"
+
 import logging
 import sys
 

@@ -1,4 +1,8 @@
 """Rule `training_prepare`: initial components (tiny preset + VAE pre-training, or pretrained)."""
+from instructx2x.core.errors import report_stage_errors
+
+report_stage_errors()  # an expected error prints one line on the terminal, not "message: None"
+
 import logging
 import sys
 

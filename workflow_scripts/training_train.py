@@ -1,4 +1,8 @@
 """Rule `training_train`: Lightning fine-tuning (auto resume from last.ckpt) and diffusers export."""
+from instructx2x.core.errors import report_stage_errors
+
+report_stage_errors()  # an expected error prints one line on the terminal, not "message: None"
+
 import logging
 import sys
 

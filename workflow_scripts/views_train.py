@@ -1,4 +1,8 @@
 """Rule `views_train`: train the tiny frontal-vs-lateral CNN on metadata view labels."""
+from instructx2x.core.errors import report_stage_errors
+
+report_stage_errors()  # an expected error prints one line on the terminal, not "message: None"
+
 import logging
 import sys
 

@@ -10,14 +10,18 @@ import argparse
 import importlib
 import sys
 
-from instructx2x.core.errors import InputError
+from instructx2x.core.errors import InputError, one_line
+
+# Errors of the file system about a path the user gave (a missing file, a folder where a file was
+# expected, no permission): expected, printed like an InputError.
+PATH_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, FileExistsError)
 
 SUBCOMMANDS: dict[str, str] = {
     "demo-data": "instructx2x.synthetic.cli",
     "audit": "instructx2x.provenance",
-    "ingest": "instructx2x.ingest",
+    "ingest": "instructx2x.ingest.cli",
     "register": "instructx2x.registration.cli",
-    "download": "instructx2x.download",
+    "download": "instructx2x.acquire.download",
     "edit": "instructx2x.inference.edit",
     "serve": "instructx2x.inference.serve",
     "parse-instruction": "instructx2x.instructions.cli",
@@ -47,11 +51,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         status = args.func(args)
-    except InputError as exc:
+    except (InputError, *PATH_ERRORS) as exc:
         if debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("error: interrupted", file=sys.stderr)
+        return 130
     return int(status or 0)
 
 

@@ -157,13 +157,15 @@ def plot_pseudo_masks(masks: dict, path) -> None:
 
     from instructx2x.core.io import atomic_path
 
-    fig, axes = plt.subplots(2, 4, figsize=(12, 6.4))
+    # constrained layout reserves room for every title (tight_layout let the second row's run under the first)
+    fig, axes = plt.subplots(2, 4, figsize=(12, 7.0), layout="constrained")
     for ax, cat in zip(axes.ravel(), CATEGORIES):
         ax.imshow(masks[cat], cmap="gray", vmin=0, vmax=1)
-        ax.set_title(f"{cat} ({100 * masks[cat].mean():.0f}%)", fontsize=10)
+        # two short lines: long category names no longer run into their neighbours' titles
+        ax.set_title(f"{cat}\n{100 * masks[cat].mean():.0f}% of the image", fontsize=9)
         ax.axis("off")
-    fig.suptitle("Pseudo masks: union of MS-CXR boxes of PA images (image orientation, patient's left on the right)")
-    fig.tight_layout()
+    fig.suptitle("Pseudo masks: union of MS-CXR boxes of PA images\n(image orientation: the patient's left is on the right)",
+                 fontsize=11)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=80, metadata={"Software": None})
     plt.close(fig)

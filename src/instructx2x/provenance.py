@@ -277,7 +277,7 @@ def audit(results_dir: str | Path, workdir: str | Path = ".") -> dict:
 
 
 def _raw_path(row, config: dict, workdir: Path) -> Path:
-    from instructx2x.sources import dataset_root
+    from instructx2x.acquire.sources import dataset_root
 
     path = dataset_root(config, row.dataset) / row.path
     return path if path.is_absolute() else workdir / path

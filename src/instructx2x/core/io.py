@@ -55,3 +55,30 @@ def write_json(obj, path: str | Path) -> None:
 def write_text(text: str, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text)
+
+
+def read_input_table(path: str | Path, columns=(), what: str = "a parquet table") -> pd.DataFrame:
+    """Read a parquet table a user (or an earlier stage) hands in; every problem is an ``InputError``.
+    Path columns stored relative to the results directory (``core.paths``) come back absolute.
+
+    A missing path, a folder, a file that is not parquet, or a table without the ``columns`` it
+    must have, each gives one line naming the file and what was expected (``what``).
+    """
+    from instructx2x.core.errors import InputError, MissingInput
+
+    path = Path(path)
+    if not path.exists():
+        raise MissingInput(f"{path}: no such file; expected {what}")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; expected {what} (a .parquet file)")
+    try:
+        df = pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a non-parquet file
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise InputError(f"{path}: not a readable parquet table ({reason}); expected {what}") from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {missing}; expected {what} with at least {list(columns)}")
+    from instructx2x.core.paths import resolve_columns
+
+    return resolve_columns(df, path)  # file paths relative to the results directory come back absolute

@@ -87,7 +87,11 @@ def path_columns(path) -> list[str]:
 
 def read_parquet(path, **kwargs) -> pd.DataFrame:
     """``pandas.read_parquet`` with the table's path columns resolved to absolute paths."""
-    df = pd.read_parquet(path, **kwargs)
+    return resolve_columns(pd.read_parquet(path, **kwargs), path)
+
+
+def resolve_columns(df: pd.DataFrame, path) -> pd.DataFrame:
+    """``df`` read from the table ``path`` with its path columns resolved to absolute paths."""
     root = table_results_dir(path)
     if root is None:
         return df

@@ -10,7 +10,12 @@ allowed), ``id`` (one of ``ID_FORMATS``: the MIMIC identifier formats of data-co
 pandas' when something is wrong, for a precise message), then converts and checks each column
 with vectorised pandas operations (no per-row Python). The first problem raises
 ``TableError`` naming the file, the line (1-based, the header is line 1), the column and what was
-expected. ``write_table`` checks a table the pipeline is about to write against its schema
+expected. A column marked ``bad_rows: set_aside`` in its schema holds per-item content (free text
+such as a Diff-VQA answer): a bad value there (an empty cell, a value outside its vocabulary) does
+not stop the run; when the caller passes ``set_aside``, the row is left out and reported to it
+(file line, column, value, what was expected) so that it can go to the ledger. Identifiers, keys,
+labels and the header stay strict: a bad one means the table is not what it should be.
+``write_table`` checks a table the pipeline is about to write against its schema
 (``check_frame``) and writes it atomically (``io.atomic_path``) with the schema's exact parquet
 types (an all-null column keeps its type), zstd-compressed like ``io.write_parquet``.
 """
@@ -33,7 +38,7 @@ import yaml
 from instructx2x.core.config import SCHEMA_DIR
 from instructx2x.core.io import atomic_path
 
-from instructx2x.core.errors import InputError
+from instructx2x.core.errors import InputError, MissingInput
 
 TABLE_SCHEMA_DIR = SCHEMA_DIR / "tables"
 # An editing operation as a parquet struct (instructx2x.instructions.operation: Operation.to_dict,
@@ -74,7 +79,16 @@ ID_FORMATS = {
 
 
 class TableError(InputError):
-    """A raw or written table does not match its schema; the message names file, line and column."""
+    """A raw or written table does not match its schema; the message names file, line and column.
+
+    Raised for a bad column value, ``rows`` holds the data-row labels of every bad row of that
+    column and ``expected`` what was expected (used to set rows aside, see ``read_csv_table``).
+    """
+
+    def __init__(self, message: str, rows=None, expected: str = ""):
+        super().__init__(message)
+        self.rows = [] if rows is None else list(rows)
+        self.expected = expected
 
 
 def load_schema(name: str, schema_dir: str | Path = TABLE_SCHEMA_DIR) -> dict:
@@ -190,11 +204,13 @@ def _fail(path: Path, col: str, series: pd.Series, bad: pd.Series, expected: str
     idx = np.flatnonzero(bad.to_numpy(dtype=bool))
     if len(idx) == 0:
         return
-    i = int(idx[0])
-    value = series.iloc[i]
+    value = series.iloc[int(idx[0])]
+    i = int(series.index[int(idx[0])])  # the data row (the index is the row number in the file)
     raise TableError(
         f"{path}: line {i + 2} (data row {i}), column '{col}': expected {expected}, got {value!r}"
-        f" ({len(idx)} bad row(s) in this column)"
+        f" ({len(idx)} bad row(s) in this column)",
+        rows=[int(series.index[j]) for j in idx],
+        expected=expected,
     )
 
 
@@ -273,11 +289,17 @@ def _check_range(path, col, raw, values, spec, present) -> None:
         _fail(path, col, raw, present & (values > spec["max"]), f"a value <= {spec['max']}")
 
 
-def read_csv_table(path: str | Path, schema: dict) -> pd.DataFrame:
-    """Read a CSV (plain or gzip) and return it typed as ``schema`` says; raise ``TableError``."""
+def read_csv_table(path: str | Path, schema: dict, set_aside=None) -> pd.DataFrame:
+    """Read a CSV (plain or gzip) and return it typed as ``schema`` says; raise ``TableError``.
+
+    The index of the result is each row's data-row number in the file (line - 2). ``set_aside``:
+    a callable ``(line, column, value, expected)`` that receives each row whose value in a
+    ``bad_rows: set_aside`` column is bad; such rows are left out. Without it every bad value
+    raises ``TableError``.
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingInput(
             f"{path}: missing; expected the file {schema.get('path', path.name)!r} of dataset "
             f"{schema.get('dataset', '?')!r} here (see {schema.get('_file', 'its table schema')})"
         )
@@ -285,10 +307,33 @@ def read_csv_table(path: str | Path, schema: dict) -> pd.DataFrame:
     header = _read_text_frame(path, nrows=0)
     check_header(path, list(header.columns), expected)
     raw = _read_text_fast(path, expected)
+    raw.index = pd.RangeIndex(len(raw))
+    if set_aside is not None:
+        raw = _set_rows_aside(path, schema, raw, set_aside)
     out = {}
     for spec in schema["columns"]:
         out[spec["name"]] = convert_column(path, spec, raw[spec["name"]])
     return pd.DataFrame(out, columns=expected)
+
+
+def _set_rows_aside(path: Path, schema: dict, raw: pd.DataFrame, set_aside) -> pd.DataFrame:
+    """Leave out (and report) the rows with a bad value in a ``bad_rows: set_aside`` column."""
+    keep = pd.Series(True, index=raw.index)
+    for spec in schema["columns"]:
+        if spec.get("bad_rows") != "set_aside":
+            continue
+        col = spec["name"]
+        for _ in range(8):  # each pass removes the rows failing one check of this column
+            try:
+                convert_column(path, spec, raw.loc[keep, col])
+                break
+            except TableError as exc:
+                if not exc.rows:
+                    raise
+                for i in exc.rows:
+                    set_aside(i + 2, col, raw.at[i, col], exc.expected)
+                keep.loc[exc.rows] = False
+    return raw[keep]
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from instructx2x.evaluation import edit_success as ES
 from instructx2x.evaluation import metrics as M
 from instructx2x.evaluation.evaluators import load_evaluator
 from instructx2x.evaluation.labels import FINDINGS, RACES, pair_targets
-from instructx2x.core.io import write_json, write_parquet
-from instructx2x.core.paths import read_parquet
+from instructx2x.core.errors import InputError
+from instructx2x.core.io import read_input_table, write_json, write_parquet
 from instructx2x.core.ledger import Ledger
 
 log = logging.getLogger(__name__)
@@ -31,10 +33,10 @@ RECORD_COLUMNS = ("pair_id", "subject_id", "mode", "status", "input_path", "targ
 def _check_records(records: pd.DataFrame, path) -> None:
     absent = [c for c in RECORD_COLUMNS if c not in records.columns]
     if absent:
-        raise ValueError(f"{path}: missing column(s) {absent}; expected the inference records of docs/interfaces.md")
+        raise InputError(f"{path}: missing column(s) {absent}; expected the inference records of docs/interfaces.md")
     bad = sorted(set(records["mode"]) - {"rse", "wo_rse"})
     if bad:
-        raise ValueError(f"{path}: column 'mode' has {bad}; expected rse or wo_rse")
+        raise InputError(f"{path}: column 'mode' has {bad}; expected rse or wo_rse")
 
 
 def row_images(records: pd.DataFrame, ledger: Ledger) -> pd.DataFrame:
@@ -81,19 +83,48 @@ def row_images(records: pd.DataFrame, ledger: Ledger) -> pd.DataFrame:
     return out
 
 
+def _pairs_by_split(records: pd.DataFrame, images: pd.DataFrame) -> dict | None:
+    if "split" not in records.columns:
+        return None
+    split_of = records.drop_duplicates("pair_id").set_index("pair_id")["split"]
+    counts = split_of.reindex(images["pair_id"]).value_counts()
+    return {str(k): int(v) for k, v in sorted(counts.items())}
+
+
+def edit_success(records: pd.DataFrame, predictions: pd.DataFrame, n_boot: int, seed: int) -> dict | None:
+    """The edit-success measures of ``evaluation.edit_success`` on the evaluated pairs."""
+    from instructx2x.core.images import read_gray
+
+    if predictions.empty or records.empty:
+        return None
+    dist = ES.pair_distances(records, lambda p: read_gray(p, check_content=False))
+    dirs = ES.operation_directions(records, predictions)
+    out = ES.summarize(dist, dirs, n_boot=n_boot, seed=seed)
+    out["definitions"] = {
+        "ratio": "per pair: mean |edit - target| / mean |input - target| (grey levels), inside the RSE edit mask "
+                 "for rse, over the whole image for wo_rse; < 1 means the edit is closer to the target",
+        "share_closer": "share of pairs with ratio < 1",
+        "share_moved_as_instructed": "share of Add/Remove operations on the evaluator's five findings whose "
+                                     "predicted probability moves up (Add) or down (Remove) from input to edit",
+        "intervals": f"bootstrap 95% percentile intervals over pairs / operations ({n_boot} resamples)",
+    }
+    out["pairs"] = dist.round(4).to_dict(orient="records")
+    return out
+
+
 def evaluate(records_path, studies_path, patients_path, admissions_path, *, out_metrics, out_predictions, ledger_path,
              counts_path, backend: str = "trained", weights_dir=None, model_path=None, evaluator_info_path=None,
              uncertain: str = "zero", missing: str = "zero", race_rule: str = "consistent", n_boot: int = 200,
              seed: int = 0, batch_size: int = 16, splits=None) -> dict:
     ledger = Ledger("evaluation")
-    records = read_parquet(records_path)  # file paths resolved (core.paths)
+    records = read_input_table(records_path, what="inference records (records.parquet of docs/interfaces.md)")
     _check_records(records, records_path)
     if splits is not None and "split" in records.columns:
         n = records["pair_id"].nunique()
         records = records[records["split"].isin(list(splits))]
         ledger.count("pairs of the evaluated splits", n, records["pair_id"].nunique(), ",".join(splits))
     images = row_images(records, ledger)
-    tables = [pd.read_parquet(p) for p in (studies_path, patients_path, admissions_path)]
+    tables = [read_input_table(p, what=f"the ingest table {Path(p).name}") for p in (studies_path, patients_path, admissions_path)]
     targets_df = pair_targets(images[["pair_id", "subject_id"]], *tables, uncertain=uncertain, missing=missing,
                               race_rule=race_rule, ledger=ledger)
     images = images.merge(targets_df[["pair_id"]], on="pair_id")
@@ -115,15 +146,21 @@ def evaluate(records_path, studies_path, patients_path, admissions_path, *, out_
             t[f"p_race_{g}"] = preds[row]["race"][:, i]
         t["age_pred"] = preds[row]["age"]
         pred_rows.append(t)
-    rows = {}
+    rows, boot_samples = {}, {}
     for k, row in enumerate(ROWS):
         if row not in preds:
             rows[row] = None
             continue
         m = M.row_metrics(targets, preds[row], preds["real"], FINDINGS)
-        m["intervals"] = M.bootstrap_intervals(targets, preds[row], preds["real"], FINDINGS, n_boot=n_boot, seed=seed + k)
+        boot_samples[row] = {}
+        # the same seed for every row: the same resampled pairs, so row differences are paired
+        m["intervals"] = M.bootstrap_intervals(targets, preds[row], preds["real"], FINDINGS, n_boot=n_boot, seed=seed,
+                                               samples_out=boot_samples[row])
+        m["interval_reasons"] = M.interval_reasons(targets, m["intervals"], FINDINGS, row)
         m["n_pairs"] = int(len(images))
         rows[row] = M.clean(m)
+    predictions = pd.concat(pred_rows, ignore_index=True) if pred_rows else pd.DataFrame()
+    success = edit_success(records[records["pair_id"].isin(set(images["pair_id"]))], predictions, n_boot, seed)
     info = None
     if evaluator_info_path:
         with open(evaluator_info_path) as fh:
@@ -138,8 +175,10 @@ def evaluate(records_path, studies_path, patients_path, admissions_path, *, out_
         "evaluator": info,
         "findings": list(FINDINGS),
         "races": list(RACES),
-        "ablation_directions": M.ablation_directions(rows),
+        "ablation_directions": M.ablation_directions(rows, samples=boot_samples),
+        "edit_success": success,
         "splits": list(splits) if splits is not None else None,
+        "n_pairs_by_split": _pairs_by_split(records, images),
         "label_rules": {"uncertain": uncertain, "missing": missing, "race_rule": race_rule},
         "definitions": {
             "patho_auroc": "mean over the 5 findings of the AUROC of the predicted probability vs the current study's CheXpert label",
@@ -152,7 +191,7 @@ def evaluate(records_path, studies_path, patients_path, admissions_path, *, out_
         },
         "paper_table2": M.PAPER_TABLE2,
     }
-    write_parquet(pd.concat(pred_rows, ignore_index=True) if pred_rows else pd.DataFrame(), out_predictions)
+    write_parquet(predictions, out_predictions)
     write_json(result, out_metrics)
     ledger.write(ledger_path, counts_path)
     log.info("evaluation: %d pairs; rows %s", len(images), {k: (v or {}).get("cmig") for k, v in rows.items()})
@@ -161,6 +200,8 @@ def evaluate(records_path, studies_path, patients_path, admissions_path, *, out_
 
 def add_parser(subparsers) -> None:
     """``instructx2x evaluate``: Table 2 metrics for inference records, outside Snakemake."""
+    from instructx2x.core.cliargs import non_negative_int, positive_int
+
     p = subparsers.add_parser("evaluate", help="score edited images (Table 2: AUROC, race, age, CMIG, KL, FID)")
     p.add_argument("--records", required=True, help="inference/records.parquet")
     p.add_argument("--tables", required=True, help="directory with studies/patients/admissions.parquet (ingest)")
@@ -170,8 +211,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--model", default=None, help="trained: the evaluator model (rule evaluation_train)")
     p.add_argument("--splits", nargs="*", default=["test"])
     p.add_argument("--uncertain", choices=["zero", "one", "exclude"], default="zero")
-    p.add_argument("--bootstrap", type=int, default=200)
-    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--bootstrap", type=positive_int, default=200)
+    p.add_argument("--seed", type=non_negative_int, default=1234)
     p.set_defaults(func=_cli)
 
 

@@ -30,6 +30,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from instructx2x.core.errors import InputError, MissingInput
 from instructx2x.core.paths import read_parquet
 from instructx2x.evaluation.labels import FINDINGS, RACES, pair_targets
 from instructx2x.core.io import atomic_path, write_json
@@ -47,7 +48,7 @@ XRV_FINDING = {"Atelectasis": "Atelectasis", "Cardiomegaly": "Cardiomegaly", "Ed
                "Pleural Effusion": "Effusion", "Pneumothorax": "Pneumothorax"}
 
 
-class MissingWeights(FileNotFoundError):
+class MissingWeights(MissingInput):
     pass
 
 
@@ -174,11 +175,18 @@ class TrainedEvaluator:
     feature_dim = SmallEvaluatorCNN.feature_dim
 
     def __init__(self, model_path, batch_size: int = 64):
-        blob = torch.load(model_path, map_location="cpu", weights_only=True)
+        if not os.path.isfile(model_path):
+            raise MissingInput(f"{model_path}: no such evaluator model file; expected trained_evaluator.pt (rule evaluation_train)")
         self.model = SmallEvaluatorCNN()
-        self.model.load_state_dict(blob["state_dict"])
+        try:
+            blob = torch.load(model_path, map_location="cpu", weights_only=True)
+            self.model.load_state_dict(blob["state_dict"])
+            self.age_mean, self.age_std = blob["age_mean"], blob["age_std"]
+        except Exception as exc:  # noqa: BLE001 - not a torch file, another model's weights, a truncated file
+            reason = " ".join(str(exc).split())[:200]
+            raise InputError(f"{model_path}: not an evaluator model written by evaluation_train "
+                             f"({type(exc).__name__}: {reason})") from None
         self.model.eval()
-        self.age_mean, self.age_std = blob["age_mean"], blob["age_std"]
         self.batch_size = batch_size
 
     @torch.no_grad()
@@ -312,6 +320,6 @@ def load_evaluator(backend: str, *, weights_dir=None, model_path=None, batch_siz
         return XrvEvaluator(weights_dir or "~/.torchxrayvision/models_data", batch_size=batch_size)
     if backend == "trained":
         if model_path is None:
-            raise ValueError("evaluation backend 'trained' needs the model file (rule evaluation_train)")
+            raise InputError("evaluation backend 'trained' needs the model file (--model, or rule evaluation_train)")
         return TrainedEvaluator(model_path, batch_size=batch_size)
     raise ValueError(f"evaluation.backend must be xrv or trained, got {backend!r}")

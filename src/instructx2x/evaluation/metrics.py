@@ -142,8 +142,12 @@ def _take(d: dict, idx) -> dict:
 
 
 def bootstrap_intervals(targets: dict, preds: dict, real_preds: dict, findings, *, n_boot: int = 200,
-                        seed: int = 0, level: float = 0.95) -> dict:
-    """Percentile CIs of every scalar (and per-finding AUROC) over pairs resampled with replacement."""
+                        seed: int = 0, level: float = 0.95, samples_out: dict | None = None) -> dict:
+    """Percentile CIs of every scalar (and per-finding AUROC) over pairs resampled with replacement.
+
+    The resamples depend only on ``seed`` and the number of pairs, so rows scored with the same
+    seed share them: their differences are paired (``ablation_directions``). ``samples_out``, when
+    given, receives the per-resample values of every scalar."""
     n = len(targets["age"])
     rng = np.random.default_rng(seed)
     samples: dict[str, list] = {k: [] for k in SCALARS}
@@ -155,6 +159,8 @@ def bootstrap_intervals(targets: dict, preds: dict, real_preds: dict, findings, 
             samples[k].append(m[k])
         for f in findings:
             samples[f"patho_auroc/{f}"].append(m["patho_auroc_per_finding"][f])
+    if samples_out is not None:
+        samples_out.update({k: np.asarray(v, dtype="float64") for k, v in samples.items()})
     lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
     out = {}
     for k, v in samples.items():
@@ -177,25 +183,84 @@ def clean(metrics: dict) -> dict:
     return out
 
 
-def ablation_directions(rows: dict) -> list[dict]:
-    """The paper's ablation directions, checked on point estimates (intervals shown beside them in the report).
+def interval_reasons(targets: dict, intervals: dict, findings, row: str) -> dict:
+    """Why each missing interval (None) could not be computed: ``{metric: reason}``."""
+    n = len(targets["age"])
+    labels = np.asarray(targets["labels"], dtype="float64")
+    race = np.asarray(targets["race_idx"])
+    age = np.asarray(targets["age"], dtype="float64")
+    groups = {int(g): int((race == g).sum()) for g in np.unique(race[race >= 0])}
+    reasons = {}
+    one_class = [f for i, f in enumerate(findings) if len(np.unique(labels[:, i][np.isfinite(labels[:, i])])) < 2]
+
+    def why(key):
+        if n < 2:
+            return f"{n} pair(s): nothing to resample"
+        if key.startswith("patho_auroc/"):
+            f = key.split("/", 1)[1]
+            i = list(findings).index(f)
+            col = labels[:, i][np.isfinite(labels[:, i])]
+            return (f"{f}: {int(col.sum())} positive and {int(len(col) - col.sum())} negative pairs; AUROC undefined in "
+                    "more than half of the resamples (one class only)")
+        if key == "patho_auroc":
+            return "no finding has both classes in at least half of the resamples"
+        if key == "race_auroc":
+            return (f"race groups among the {int((race >= 0).sum())} pairs with a race label: {groups}; all 3 groups "
+                    "are needed and were absent in more than half of the resamples")
+        if key == "age_pearson":
+            return f"{int(np.isfinite(age).sum())} pairs with an age: too few or constant ages in the resamples"
+        if key == "cmig":
+            extra = f"; findings with one class: {one_class}" if one_class else ""
+            return ("Eq. 3 needs every per-finding AUROC, race AUROC and age r finite and > 0; one of them was "
+                    f"undefined or <= 0 in more than half of the resamples{extra}")
+        if key in ("kl", "fid"):
+            return f"{row}: fewer than 2 pairs in the resamples"
+        return "undefined in more than half of the resamples"
+
+    for key, ci in intervals.items():
+        if ci is None:
+            reasons[key] = why(key)
+    return reasons
+
+
+DIRECTIONS = (
+    # name, left row, right row, metric, holds when (left - right) ...
+    ("race AUROC: rse >= wo_rse", "rse", "wo_rse", "race_auroc", ">="),
+    ("age Pearson r: rse >= wo_rse", "rse", "wo_rse", "age_pearson", ">="),
+    ("KL: rse < wo_rse", "rse", "wo_rse", "kl", "<"),
+    ("patho AUROC: input < rse", "input", "rse", "patho_auroc", "<"),
+    ("patho AUROC: input < wo_rse", "input", "wo_rse", "patho_auroc", "<"),
+)
+
+
+def ablation_directions(rows: dict, samples: dict | None = None, level: float = 0.95) -> list[dict]:
+    """The paper's ablation directions, measured: point estimates and a paired bootstrap interval.
 
     RSE at least as good as wo-RSE on race and age preservation, lower KL than wo-RSE, and the unedited
-    floor below both edited rows on pathology AUROC. ``holds`` is None where a value is missing.
-    """
+    floor below both edited rows on pathology AUROC. ``holds`` (on the point estimates) is None where a
+    value is missing. ``samples`` ({row: {metric: per-resample values}}, the same resamples for every
+    row) gives ``difference_interval``, the interval of left - right; ``supported`` says whether that
+    interval lies entirely on the direction's side (a direction can hold on the point estimates and
+    still not be supported)."""
     def get(row, key):
         r = rows.get(row) or {}
         return r.get(key)
 
-    checks = [
-        ("race AUROC: rse >= wo_rse", get("rse", "race_auroc"), get("wo_rse", "race_auroc"), lambda a, b: a >= b),
-        ("age Pearson r: rse >= wo_rse", get("rse", "age_pearson"), get("wo_rse", "age_pearson"), lambda a, b: a >= b),
-        ("KL: rse < wo_rse", get("rse", "kl"), get("wo_rse", "kl"), lambda a, b: a < b),
-        ("patho AUROC: input < rse", get("input", "patho_auroc"), get("rse", "patho_auroc"), lambda a, b: a < b),
-        ("patho AUROC: input < wo_rse", get("input", "patho_auroc"), get("wo_rse", "patho_auroc"), lambda a, b: a < b),
-    ]
+    lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
     out = []
-    for name, a, b, cmp in checks:
-        ok = None if a is None or b is None or not (np.isfinite(a) and np.isfinite(b)) else bool(cmp(a, b))
-        out.append({"check": name, "left": None if a is None else float(a), "right": None if b is None else float(b), "holds": ok})
+    for name, left, right, key, rel in DIRECTIONS:
+        a, b = get(left, key), get(right, key)
+        ok = None
+        if a is not None and b is not None and np.isfinite(a) and np.isfinite(b):
+            ok = bool(a >= b) if rel == ">=" else bool(a < b)
+        ci, supported = None, None
+        if samples and left in samples and right in samples and key in samples[left] and key in samples[right]:
+            d = samples[left][key] - samples[right][key]
+            d = d[np.isfinite(d)]
+            if len(d) >= max(2, len(samples[left][key]) // 2):
+                ci = [float(np.percentile(d, lo)), float(np.percentile(d, hi))]
+                supported = bool(ci[0] >= 0) if rel == ">=" else bool(ci[1] < 0)
+        out.append({"check": name, "left": None if a is None else float(a), "right": None if b is None else float(b),
+                    "difference": None if ok is None else float(a - b), "difference_interval": ci,
+                    "holds": ok, "supported": supported})
     return out

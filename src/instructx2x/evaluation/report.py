@@ -35,7 +35,7 @@ CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:auto;padd
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #bbb;padding:3px 7px;text-align:right}
 th{background:#eee}td.l,th.l{text-align:left}.paper td{color:#666;font-style:italic}.na{color:#a00}
 .gallery img{width:150px;height:150px;image-rendering:pixelated}figure{display:inline-block;margin:4px}
-figcaption{font-size:11px;max-width:150px}.note{font-size:13px;color:#444;max-width:900px}img.fig{max-width:100%}"""
+figcaption{font-size:11px;max-width:150px}pre.config{font-size:11px;max-height:400px;overflow:auto;background:#f6f6f6;padding:6px}.note{font-size:13px;color:#444;max-width:900px}img.fig{max-width:100%}"""
 
 
 def _img(path, cls="fig", alt="") -> str:
@@ -84,17 +84,30 @@ def table2_html(metrics: dict) -> str:
         if m:
             ci = m.get("intervals") or {}
             per.append({"row": row, **{f: _fmt("patho_auroc", v, ci.get(f"patho_auroc/{f}")) for f, v in m["patho_auroc_per_finding"].items()}})
-    note = (f"<p class='note'>Ours: {metrics.get('n_pairs')} test pairs, evaluator backend <b>{html.escape(str(metrics.get('backend')))}</b>; "
+    splits = metrics.get("splits") or ["test"]
+    by_split = metrics.get("n_pairs_by_split") or {}
+    split_text = " + ".join(f"{by_split[s]} {s}" for s in splits if s in by_split) or "/".join(splits)
+    note = (f"<p class='note'>Ours: {metrics.get('n_pairs')} evaluated pairs ({html.escape(split_text)}), evaluator backend <b>{html.escape(str(metrics.get('backend')))}</b>; "
             "AUROC/r/CMIG in %, 95% bootstrap intervals over pairs in brackets. CMIG is Eq. 3 computed as written from the five "
             "per-finding AUROCs and (race AUROC, age Pearson r); KL is Eq. 4 in nats. "
             f"{html.escape(PAPER_TABLE2['note'])}</p>")
     comps = _table(pd.DataFrame(per)) if per else ""
     dirs = metrics.get("ablation_directions") or []
     if dirs:
+        def ci(x):
+            c = x.get("difference_interval")
+            return "n/a" if not c else f"[{c[0]:.4f}, {c[1]:.4f}]"
         d = pd.DataFrame([{"paper's direction": x["check"], "left": "n/a" if x["left"] is None else f"{x['left']:.4f}",
                            "right": "n/a" if x["right"] is None else f"{x['right']:.4f}",
-                           "holds here": {True: "yes", False: "NO", None: "undefined"}[x["holds"]]} for x in dirs])
-        comps += "<h3>Ablation directions of the paper, on this run (point estimates; see the intervals)</h3>" + _table(d, "directions")
+                           "left − right [95% paired bootstrap]": ci(x),
+                           "holds (point)": {True: "yes", False: "NO", None: "undefined"}[x["holds"]],
+                           "interval excludes the other side": {True: "yes", False: "no", None: "n/a"}[x.get("supported")]}
+                          for x in dirs])
+        comps += "<h3>Ablation directions of the paper, measured on this run</h3>" + _table(d, "directions")
+    reasons = [{"row": row, "metric": k, "why no interval": v} for row in ROW_LABELS
+               for k, v, in (((metrics.get("rows") or {}).get(row) or {}).get("interval_reasons") or {}).items()]
+    if reasons:
+        comps += "<h3>Intervals that could not be computed</h3>" + _table(pd.DataFrame(reasons), "reasons")
     return (f'<table id="table2"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>{note}'
             f"<h3>Per-finding AUROC (CMIG components a_i)</h3>{comps}")
 
@@ -121,6 +134,40 @@ def loss_curve_png(metrics_csv) -> bytes:
     return buf.getvalue()
 
 
+MODE_LABELS = {"rse": "RSE", "wo_rse": "wo-RSE"}
+
+
+def _mask_caption(source, detail) -> str:
+    """``source`` and ``detail`` without repeating a word the detail already starts with."""
+    source, detail = str(source or "").strip(), str(detail or "").strip()
+    if not detail:
+        return source
+    if not source or detail.lower().startswith(source.lower()):
+        return detail
+    return f"{source}: {detail}"
+
+
+def _difference_png(input_path, edited_path):
+    """An ``<img>`` of |edit - input| (grey levels, contrast-stretched to the pair's max), or None."""
+    from PIL import Image
+
+    from instructx2x.core.images import UnreadableImage, read_gray
+
+    try:
+        a = read_gray(input_path, check_content=False).astype("int16")
+        b = read_gray(edited_path, check_content=False).astype("int16")
+    except (UnreadableImage, OSError):
+        return None
+    if a.shape != b.shape:
+        return None
+    d = abs(b - a)
+    top = max(int(d.max()), 1)
+    buf = io.BytesIO()
+    Image.fromarray((d * (255.0 / top)).clip(0, 255).astype("uint8")).save(buf, format="PNG")
+    return (f'<img class="g" alt="|edit - input|, max {top} grey levels" '
+            f'src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">')
+
+
 def gallery_html(records: pd.DataFrame, n: int = 6) -> str:
     ok = records[records["status"] == "ok"]
     pairs = sorted(ok["pair_id"].unique())[:n]
@@ -131,18 +178,79 @@ def gallery_html(records: pd.DataFrame, n: int = 6) -> str:
         figs = [("input (past)", first["input_path"])]
         for mode in ("rse", "wo_rse"):
             if mode in r.index:
-                figs.append((f"{mode} edit", r.loc[mode, "edited_path"]))
-                p = r.loc[mode].get("overlay_path") if mode == "rse" else r.loc[mode].get("guidance_png_path")
-                if isinstance(p, str) and Path(p).exists():
-                    figs.append((f"{mode} {'guidance overlay' if mode == 'rse' else 'guidance map'}", p))
+                figs.append((f"{MODE_LABELS[mode]} edit", r.loc[mode, "edited_path"]))
+                if mode == "rse":
+                    p = r.loc[mode].get("overlay_path")
+                    if isinstance(p, str) and Path(p).exists():
+                        figs.append(("RSE guidance map over the input", p))
+                else:  # wo-RSE has no guidance map: show where it changed the image
+                    diff = _difference_png(first["input_path"], r.loc[mode, "edited_path"])
+                    if diff is not None:
+                        figs.append(("wo-RSE change |edit − input|", diff))
         figs.append(("target (real current)", first["target_path"]))
-        cells = "".join(f"<figure>{_img(p, 'g', cap)}<figcaption>{html.escape(cap)}</figcaption></figure>"
-                        for cap, p in figs if isinstance(p, str) and Path(p).exists())
+        cells = "".join(f"<figure>{p if isinstance(p, str) and p.startswith('<img') else _img(p, 'g', cap)}"
+                        f"<figcaption>{html.escape(cap)}</figcaption></figure>"
+                        for cap, p in figs if isinstance(p, str) and (p.startswith("<img") or Path(p).exists()))
         extra = ""
         if "rse" in r.index:
-            extra = f" — mask: {html.escape(str(r.loc['rse'].get('mask_source', '')))} {html.escape(str(r.loc['rse'].get('mask_detail', '')))}"
+            extra = f" — RSE region: {html.escape(_mask_caption(r.loc['rse'].get('mask_source'), r.loc['rse'].get('mask_detail')))}"
         blocks.append(f'<div class="gallery"><p><b>{html.escape(pid)}</b>: “{html.escape(str(first.get("instruction", "")))}”{extra}</p>{cells}</div>')
     return "".join(blocks) or _na("edited pairs")
+
+
+def edit_success_html(metrics: dict) -> str:
+    es = metrics.get("edit_success")
+    if not es:
+        return _na("edit success (metrics.json edit_success)")
+
+    def pct(v, c=None):
+        if v is None:
+            return "n/a"
+        return f"{100 * v:.0f}%" + (f" [{100 * c[0]:.0f}, {100 * c[1]:.0f}]" if c else "")
+
+    rows = []
+    for mode in ("rse", "wo_rse"):
+        m = es.get(mode) or {}
+        med, c = m.get("median_ratio"), m.get("median_ratio_interval")
+        rows.append({"mode": MODE_LABELS[mode], "region": m.get("region"), "pairs": m.get("n_pairs"),
+                     "median distance ratio": "n/a" if med is None else f"{med:.3f}" + (f" [{c[0]:.3f}, {c[1]:.3f}]" if c else ""),
+                     "pairs closer than the input": pct(m.get("share_closer"), m.get("share_closer_interval")),
+                     "Add/Remove ops": m.get("n_operations"),
+                     "evaluator moved as instructed": pct(m.get("share_moved_as_instructed"), m.get("share_moved_interval"))})
+    return (_table(pd.DataFrame(rows), "edit-success") +
+            "<p class='note'>Distance ratio per pair: mean |edit − target| / mean |input − target| in grey levels, inside "
+            "the RSE edit mask for RSE and over the whole image for wo-RSE; below 1 the edit is closer to the target than "
+            "the unedited input. Evaluator: share of Add/Remove operations on the evaluator's five findings whose predicted "
+            "probability moves up (Add) or down (Remove) from input to edit. 95% bootstrap intervals in brackets.</p>")
+
+
+def _provenance_files(audit_path) -> str:
+    """Commit, package versions and the resolved config from the provenance directory beside the audit."""
+    d = Path(audit_path).parent
+    parts = []
+    git = d / "git.json"
+    if git.exists():
+        g = json.loads(git.read_text())
+        rows = [{"key": k, "value": v if not isinstance(v, (dict, list)) else json.dumps(v)[:200]} for k, v in g.items()]
+        parts.append("<h3>Code (git)</h3>" + _table(pd.DataFrame(rows), "git"))
+    else:
+        parts.append(_na("git commit (results/provenance/git.json)"))
+    ver = d / "versions.json"
+    if ver.exists():
+        v = json.loads(ver.read_text())
+        pk = v.get("packages", v) if isinstance(v, dict) else {}
+        rows = [{"package": k, "version": str(x)} for k, x in sorted(pk.items()) if not isinstance(x, (dict, list))]
+        extra = {k: x for k, x in v.items() if k != "packages" and not isinstance(x, (dict, list))} if isinstance(v, dict) else {}
+        rows = [{"package": k, "version": str(x)} for k, x in extra.items()] + rows
+        parts.append("<h3>Package versions</h3>" + (_table(pd.DataFrame(rows), "versions") if rows else _na("package versions")))
+    else:
+        parts.append(_na("package versions (results/provenance/versions.json)"))
+    cfg = d / "config.resolved.yaml"
+    if cfg.exists():
+        parts.append("<h3>Resolved configuration</h3><pre class='config'>" + html.escape(cfg.read_text()) + "</pre>")
+    else:
+        parts.append(_na("resolved configuration (results/provenance/config.resolved.yaml)"))
+    return "".join(parts)
 
 
 def funnel_html(count_files) -> str:
@@ -178,7 +286,8 @@ def provenance_html(audit_path) -> str:
     for k, v in audit.items():
         if isinstance(v, (dict, list)):
             rows.append({"key": k, "value": f"{len(v)} entries"})
-    return _table(pd.DataFrame(rows), "provenance") if rows else _na("provenance audit")
+    audit_table = _table(pd.DataFrame(rows), "provenance") if rows else _na("provenance audit")
+    return "<h3>Audit</h3>" + audit_table + _provenance_files(audit_path)
 
 
 def build_report(out_html, *, metrics_path, table1_csv=None, loss_csv=None, montage_png=None, masks_png=None,
@@ -203,11 +312,12 @@ def build_report(out_html, *, metrics_path, table1_csv=None, loss_csv=None, mont
         "<h2>Pseudo masks (anatomical prior)</h2>", fig(masks_png, "pseudo masks"),
         "<h2>Training loss</h2>", loss,
         "<h2>Table 2: counterfactual evaluation</h2>", table2_html(metrics),
+        "<h2 id='edit-success'>Edit success: did the edits move towards their targets?</h2>", edit_success_html(metrics),
         "<h2>Evaluator accuracies</h2>", evaluator_html(metrics),
-        "<h2>Gallery: input, RSE edit, guidance, wo-RSE edit, target</h2>", gallery,
+        "<h2>Gallery: input, RSE edit, RSE guidance map, wo-RSE edit, wo-RSE change, target</h2>", gallery,
         "<h2>Severity and laterality variations of one input (as the paper's Figure 4)</h2>",
         fig(variations_png, "variations figure"),
-        "<h2>Provenance audit</h2>", provenance_html(audit_path),
+        "<h2 id='provenance'>Provenance</h2>", provenance_html(audit_path),
         "</body></html>\n",
     ]
     text = "\n".join(parts)

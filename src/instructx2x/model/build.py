@@ -110,14 +110,23 @@ def load_pretrained(directory) -> Components:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
+    from instructx2x.core.errors import InputError, MissingInput
+
     d = Path(directory)
+    if not d.is_dir():
+        raise MissingInput(f"model.pretrained {d}: no such folder; expected a local diffusers InstructPix2Pix directory")
     if not (d / "model_index.json").exists():
-        raise FileNotFoundError(f"{d}: not a diffusers pipeline directory (no model_index.json)")
+        raise MissingInput(f"{d}: not a diffusers pipeline directory (no model_index.json)")
     kw = dict(local_files_only=True)
-    unet = expand_unet_input(UNet2DConditionModel.from_pretrained(d, subfolder="unet", **kw))
-    vae = AutoencoderKL.from_pretrained(d, subfolder="vae", **kw)
-    text_encoder = CLIPTextModel.from_pretrained(d, subfolder="text_encoder", **kw)
-    tokenizer = CLIPTokenizer.from_pretrained(d, subfolder="tokenizer", **kw)
+    try:
+        unet = expand_unet_input(UNet2DConditionModel.from_pretrained(d, subfolder="unet", **kw))
+        vae = AutoencoderKL.from_pretrained(d, subfolder="vae", **kw)
+        text_encoder = CLIPTextModel.from_pretrained(d, subfolder="text_encoder", **kw)
+        tokenizer = CLIPTokenizer.from_pretrained(d, subfolder="tokenizer", **kw)
+    except (OSError, ValueError, KeyError) as exc:  # missing/corrupt weights or configs in the folder
+        reason = " ".join(str(exc).split())[:300]
+        raise InputError(f"{d}: cannot load the pretrained model ({type(exc).__name__}: {reason}); expected the "
+                         "unet/, vae/, text_encoder/ and tokenizer/ folders of a diffusers InstructPix2Pix") from None
     return Components(unet, vae, text_encoder, tokenizer, make_scheduler())
 
 

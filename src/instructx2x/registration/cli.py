@@ -5,6 +5,8 @@ from __future__ import annotations
 from instructx2x.registration.algorithm import RegistrationSettings, register_files, save_png
 
 def add_parser(subparsers) -> None:
+    from instructx2x.core.cliargs import positive_int
+
     p = subparsers.add_parser(
         "register",
         help="align MOVING to FIXED with the pipeline's registration settings",
@@ -19,7 +21,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("moving")
     p.add_argument("--out", required=True, help="aligned moving image (PNG) at the working resolution")
     p.add_argument("--config", default=None, help="config.yaml whose `registration` section to use (default: the repository's config.yaml)")
-    p.add_argument("--resolution", type=int, default=None, help="override registration.resolution")
+    p.add_argument("--resolution", type=positive_int, default=None, help="override registration.resolution")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_cli_register)
 
@@ -30,10 +32,10 @@ def _cli_register(args) -> int:
     from instructx2x.core.config import REPO_ROOT, load_config
     from instructx2x.registration.gate import GateSettings, gate_flag, gate_reason
 
-    cfg = load_config(args.config or REPO_ROOT / "config.yaml")
+    # the override goes through the config's validation (schema minimum, multiple of 8)
+    overrides = {"registration": {"resolution": args.resolution}} if args.resolution else None
+    cfg = load_config(args.config or REPO_ROOT / "config.yaml", overrides)
     section = dict(cfg["registration"])
-    if args.resolution:
-        section["resolution"] = args.resolution
     s = RegistrationSettings.from_config(section, seed=cfg["seed"])
     g = GateSettings.from_config(section)
     # an unreadable (constant, too small, bomb, undecodable) or unusable image raises an InputError:

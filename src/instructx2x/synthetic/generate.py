@@ -2,7 +2,9 @@
 
 Layout (data-contract §1): ``OUT_DIR/physionet.org/files/<slug>/<version>/...`` for the five
 projects, ``OUT_DIR/physionet.org/robots.txt``, and ``OUT_DIR/ground_truth/*.parquet`` (never read
-by the pipeline; see docs/synthetic.md for its columns and conventions).
+by the pipeline; see docs/synthetic.md for its columns and conventions). ``OUT_DIR/demo_data.json``
+is written first with ``"complete": false`` and rewritten last with ``"complete": true``: a run
+killed midway leaves a tree that ingest refuses.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from instructx2x.core.io import write_parquet
+from instructx2x.acquire.sources import DEMO_MARKER
+from instructx2x.core.io import write_json, write_parquet
 
 from . import ids, phantom, reports, tables, vqa
 from .physionet_layout import ROBOTS, URL_ROOT, write_index_pages, write_sha256sums
@@ -46,17 +49,21 @@ def project_root(out_dir: Path, name: str) -> Path:
 
 
 def generate_dataset(out_dir, patients: int = 60, seed: int = 7, tables_only: bool = False,
-                     manifest_path=None) -> pd.DataFrame:
+                     manifest_path=None, race_mix: str = "mimic") -> pd.DataFrame:
     """Generate the dataset under ``out_dir`` (replacing what was there); return the raw manifest.
 
+    ``race_mix``: ``mimic`` (MIMIC-like weights) or ``balanced`` (``truth.RACE_MIXES``).
     ``tables_only``: no JPGs and no report files (the tables only, for scale benchmarks).
     ``manifest_path``: also write the manifest there (parquet).
     """
     out_dir = Path(out_dir)
+    settings = {"patients": int(patients), "seed": int(seed), "tables_only": bool(tables_only)}
+    # complete-or-nothing: the marker says "not finished" until the very last write (ingest checks it)
+    write_json({"complete": False, **settings}, out_dir / DEMO_MARKER)
     for sub in ("physionet.org", "ground_truth"):
         if (out_dir / sub).exists():
             shutil.rmtree(out_dir / sub)
-    truth = build_truth(patients, seed)
+    truth = build_truth(patients, seed, race_mix)
     pat, studies, images, findings = truth["patients"], truth["studies"], truth["images"], truth["findings"]
     rnd = random.Random(seed * 1_000_003 + 17)
 
@@ -111,6 +118,7 @@ def generate_dataset(out_dir, patients: int = 60, seed: int = 7, tables_only: bo
     write_parquet(pairs, gt / "pairs.parquet")
     if manifest_path is not None:
         write_parquet(manifest, manifest_path)
+    write_json({"complete": True, **settings, "files": int(len(manifest))}, out_dir / DEMO_MARKER)
     return manifest
 
 

@@ -96,7 +96,27 @@ def _assign_vqa_splits(rng: np.random.Generator, n: int) -> np.ndarray:
     return splits
 
 
-def build_truth(patients: int, seed: int) -> dict[str, pd.DataFrame]:
+# Race mixes: "mimic" draws the vocabulary with the weights above (~3% Asian, ~14% Black, as MIMIC);
+# "balanced" rescales them so White, Black and Asian patients are equally frequent (30% each, the
+# rest 10%; proportions within a group kept): with a few dozen evaluation pairs every group of
+# Table 2's race AUROC is then present in the bootstrap resamples.
+RACE_MIXES = ("mimic", "balanced")
+BALANCED_GROUPS = {"white": 0.3, "black": 0.3, "asian": 0.3, "hispanic": 0.05, "other": 0.05}
+
+
+def race_weights(mix: str = "mimic") -> np.ndarray:
+    """Probabilities over ``RACE_NAMES`` for a race mix (see ``RACE_MIXES``)."""
+    if mix not in RACE_MIXES:
+        raise ValueError(f"race mix must be one of {RACE_MIXES}, got {mix!r}")
+    w = np.array([wt for _, wt in RACES], dtype=float)
+    if mix == "balanced":
+        groups = np.array([race_group(r) for r in RACE_NAMES])
+        for g, share in BALANCED_GROUPS.items():
+            w[groups == g] *= share / w[groups == g].sum()
+    return w / w.sum()
+
+
+def build_truth(patients: int, seed: int, race_mix: str = "mimic") -> dict[str, pd.DataFrame]:
     """Draw the whole truth. Returns DataFrames patients, studies, images, findings, defects."""
     rng = np.random.default_rng([seed, 20240101])
     n = int(patients)
@@ -108,8 +128,7 @@ def build_truth(patients: int, seed: int) -> dict[str, pd.DataFrame]:
     anchor_age[anchor_age > 89] = 91
     anchor_year = rng.integers(2110, 2190, size=n)
     year_group = rng.choice(np.array(ANCHOR_YEAR_GROUPS, dtype=object), size=n)
-    w = np.array([wt for _, wt in RACES], dtype=float)
-    race = np.array(RACE_NAMES, dtype=object)[rng.choice(len(RACES), size=n, p=w / w.sum())]
+    race = np.array(RACE_NAMES, dtype=object)[rng.choice(len(RACES), size=n, p=race_weights(race_mix))]
     lung_template = rng.integers(0, N_LUNG_TEMPLATES, size=n)
     habitus = rng.uniform(0.92, 1.08, size=n)
     vqa_split = _assign_vqa_splits(rng, n)

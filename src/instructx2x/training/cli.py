@@ -38,11 +38,13 @@ def run(args) -> int:
 
 
 def add_parser(subparsers) -> None:
+    from instructx2x.core.cliargs import positive_int
+
     p = subparsers.add_parser("train", help="train the InstructPix2Pix model on an instructions.parquet",
                               description=__doc__)
     p.add_argument("--instructions", required=True, help="instructions.parquet (pair_id, split, past_image, ...)")
     p.add_argument("--out", required=True, help="output dir: init/, latents/, checkpoints/, pipeline/, metrics.csv")
     p.add_argument("--config", default="config.yaml", help="config file (sections model, training)")
     p.add_argument("--pretrained", default=None, help="local diffusers InstructPix2Pix directory (else tiny preset)")
-    p.add_argument("--steps", type=int, default=None, help="override training.steps")
+    p.add_argument("--steps", type=positive_int, default=None, help="override training.steps")
     p.set_defaults(func=run)

@@ -14,21 +14,19 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from instructx2x.core.errors import InputError
 from instructx2x.core.images import read_gray
-from instructx2x.core.paths import read_parquet
+from instructx2x.core.io import read_input_table
 
 REQUIRED = ("pair_id", "split", "past_image", "current_image", "instruction")
 
 
 def read_instructions(path, splits) -> pd.DataFrame:
-    df = read_parquet(path)  # image paths resolved against the results directory (core.paths)
-    missing = [c for c in REQUIRED if c not in df.columns]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; expected at least {list(REQUIRED)}")
+    df = read_input_table(path, REQUIRED, "an instructions table (instructions.parquet)")
     for c in REQUIRED:
         if df[c].isna().any():
             bad = df.loc[df[c].isna(), "pair_id"].head(3).tolist()
-            raise ValueError(f"{path}: column {c!r} has nulls (pairs {bad}); expected a value in every row")
+            raise InputError(f"{path}: column {c!r} has nulls (pairs {bad}); expected a value in every row")
     return df[df["split"].isin(list(splits))].sort_values("pair_id").reset_index(drop=True)
 
 

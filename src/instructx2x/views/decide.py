@@ -74,11 +74,14 @@ def decide_pa(images_path, scores_path, out_path, *, lateral_threshold: float = 
     df["is_pa"] = reason == ""
     df["reason"] = reason
     df["metadata_note"] = note
+    errors = df["error"].fillna("").astype(str).to_numpy()
     df = df.drop(columns=["error"])
     write_parquet(df, out_path)
     ledger = Ledger("views")
-    for row in df.itertuples(index=False):
-        if row.reason in ("unreadable image", "classifier says lateral"):
+    for row, error in zip(df.itertuples(index=False), errors):
+        if row.reason == "unreadable image":  # the reader's own one-line reason (decoder message, constant image, size)
+            ledger.set_aside("image", row.dicom_id, row.reason, error)
+        elif row.reason == "classifier says lateral":
             ledger.set_aside("image", row.dicom_id, row.reason, f"ViewPosition={row.ViewPosition} p_lateral={row.p_lateral}")
     n = len(df)
     n_read = int((~unreadable).sum())

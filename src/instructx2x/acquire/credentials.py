@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from instructx2x.core.errors import InputError
+
 ENV_USER = "PHYSIONET_USERNAME"
 ENV_PASSWORD = "PHYSIONET_PASSWORD"
 
 
-class CredentialsError(RuntimeError):
+class CredentialsError(InputError):
     """No usable credentials were found (the message never contains a password)."""
 
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 DATASET_NAMES = ("mimic_cxr_jpg", "mimic_cxr", "mimiciv", "medical_diff_vqa", "ms_cxr")
+# Written by the demo generator in its output folder: ``{"complete": false, ...}`` first, and
+# ``{"complete": true, ...}`` as the very last file; ingest refuses a demo tree without the latter.
+DEMO_MARKER = "demo_data.json"
 
 
 def raw_dir(config: dict) -> Path:
@@ -22,7 +25,9 @@ def raw_dir(config: dict) -> Path:
         return results / "raw" / "physionet"
     if source == "local":
         return Path(config["local"]["raw_dir"]) if config["local"].get("raw_dir") else results / "raw" / "local"
-    raise ValueError(f"unknown source {source!r} (expected demo, local or physionet)")
+    from instructx2x.core.config import ConfigError
+
+    raise ConfigError(f"source: unknown source {source!r} (expected demo, local or physionet)")
 
 
 def dataset_root(config: dict, name: str) -> Path:

@@ -10,10 +10,10 @@ so ingest reads downloads exactly as it reads a local copy:
    image, the images MS-CXR boxes refer to, and the reports of the pair studies (single report
    files, or members extracted from ``mimic-cxr-reports.zip`` with ``physionet.reports: zip``).
 
-Every file goes through ``instructx2x.fetcher.Fetcher`` (HTTP ``Range`` resume, retries with
+Every file goes through ``instructx2x.acquire.fetcher.Fetcher`` (HTTP ``Range`` resume, retries with
 backoff, parallel transfers, renamed into place only after its SHA-256 matches ``SHA256SUMS.txt``,
 quarantine of mismatches; a 401/403 stops everything at once). Credentials come from
-``instructx2x.credentials`` and travel only in the HTTP Authorization header.
+``instructx2x.acquire.credentials`` and travel only in the HTTP Authorization header.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from instructx2x import sources
-from instructx2x.credentials import Credentials, CredentialsError, get_credentials
-from instructx2x.fetcher import AuthError, DownloadError, Fetcher, FileResult, FileTask, Settings, parse_sha256sums
+from instructx2x.acquire import sources
+from instructx2x.acquire.credentials import Credentials, CredentialsError, get_credentials
+from instructx2x.acquire.fetcher import AuthError, DownloadError, Fetcher, FileResult, FileTask, Settings, parse_sha256sums
 from instructx2x.core.io import write_json, write_parquet
 from instructx2x.core.ledger import Ledger
 from instructx2x.core.tableschema import load_schema
@@ -75,7 +75,7 @@ def table_paths(config: dict) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for name in sources.DATASET_NAMES:
         # ingest's own schema resolution (version-dependent paths, e.g. MIMIC-IV 1.0 core/)
-        from instructx2x.ingest import _raw_schema
+        from instructx2x.ingest.tables import _raw_schema
 
         rels = [_raw_schema(schema.removeprefix("raw_"), config)["path"] for schema in TABLE_SCHEMAS[name]]
         rels += EXTRA_TABLES.get(name, [])
@@ -341,6 +341,8 @@ def download(config: dict, dest: str | Path, base_url: str | None = None, creden
 
 
 def add_parser(subparsers) -> None:
+    from instructx2x.core.cliargs import positive_int
+
     p = subparsers.add_parser(
         "download",
         help="fetch the needed PhysioNet files (tables, then only the needed images/reports), verified",
@@ -350,36 +352,26 @@ def add_parser(subparsers) -> None:
     p.add_argument("--dest", required=True, help="directory to download into")
     p.add_argument("--base-url", default=None, help="default: physionet.base_url of the config")
     p.add_argument("--config", default="config.yaml", help="pipeline config (dataset versions, physionet section)")
-    p.add_argument("--workers", type=int, default=None, help="parallel transfers (default physionet.workers)")
+    p.add_argument("--workers", type=positive_int, default=None, help="parallel transfers (default physionet.workers)")
     p.set_defaults(func=_cli)
 
 
 def _cli(args: argparse.Namespace) -> int:
-    import yaml
-
-    from instructx2x.core.config import ConfigError, validate_config
+    from instructx2x.core.config import load_config
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        with open(args.config) as fh:
-            config = yaml.safe_load(fh) or {}
-        validate_config(config)
-        if args.workers is not None:
-            config.setdefault("physionet", {})["workers"] = args.workers
-        summary = download(config, args.dest, args.base_url)
-    except (DownloadError, CredentialsError, ConfigError, OSError) as exc:
-        print(f"instructx2x download: error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, (AuthError, CredentialsError)) else 1
+    overrides = {"physionet": {"workers": args.workers}} if args.workers is not None else None
+    config = load_config(args.config, overrides)
+    summary = download(config, args.dest, args.base_url)  # DownloadError/CredentialsError: one line, exit 2
     print(json.dumps(summary, indent=2, sort_keys=True))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m instructx2x.download --dest DIR ...``: the same as ``instructx2x download``."""
-    parser = argparse.ArgumentParser(prog="instructx2x")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["download", *(sys.argv[1:] if argv is None else argv)])
-    return int(args.func(args) or 0)
+    """``python -m instructx2x.acquire.download --dest DIR ...``: the same as ``instructx2x download``."""
+    from instructx2x.cli import main as cli_main
+
+    return cli_main(["download", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":  # pragma: no cover

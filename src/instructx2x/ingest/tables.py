@@ -5,8 +5,15 @@ PhysioNet's layout, or ``datasets.<name>.root`` with ``source: local``). Every r
 against ``schemas/tables/raw_*.schema.yaml`` by ``tableschema.read_csv_table``: a malformed file
 fails at once with file, line, column and what was expected. Items that are individually bad but
 do not make a table unreadable (a report that is not UTF-8, an oddly named report file, a split
-row disagreeing with the metadata) go to the ledger and the run goes on. Missing image files are
-not an error here (later stages check images); they are counted in the ledger.
+row disagreeing with the metadata, an empty Diff-VQA answer or question) go to the ledger and the
+run goes on. Missing image files are not an error here (later stages check images); they are
+counted in the ledger.
+
+Complete-or-nothing inputs: a demo tree (``source: demo``, or any raw folder holding the demo's
+``demo_data.json`` marker) is refused unless the generator finished (its marker says so) and
+every file its ``SHA256SUMS.txt`` lists is there. Given the raw manifest (the rule's input), a raw
+file that is on disk but not in the manifest (quarantined by acquisition after a checksum
+mismatch, or added after it) is set aside and never reaches a table.
 
 Only the dataset roots are ever listed or opened; nothing outside them (in particular the demo's
 ``ground_truth/``) is read.
@@ -17,7 +24,6 @@ diseases, disease_studies, mscxr_boxes (see docs/interfaces.md and schemas/table
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import logging
@@ -28,7 +34,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from instructx2x import sources
+from instructx2x.acquire import sources
+from instructx2x.core.errors import InputError, MissingInput
 from instructx2x.core.ledger import Ledger
 from instructx2x.core.tableschema import (
     ID_FORMATS,
@@ -123,19 +130,73 @@ def _raw_schema(name: str, config: dict) -> dict:
     return schema
 
 
-def _read(name: str, root: Path, config: dict) -> tuple[pd.DataFrame, Path]:
+def _read(name: str, root: Path, config: dict, ledger: Ledger | None = None) -> tuple[pd.DataFrame, Path]:
+    """A raw table, typed; with ``ledger``, rows with a bad per-item value are set aside there."""
     schema = _raw_schema(name, config)
     path = root / schema["path"]
     log.info("reading %s", path)
-    return read_csv_table(path, schema), path
+    set_aside = None
+    if ledger is not None:
+
+        def set_aside(line: int, column: str, value, expected: str) -> None:
+            reason = f"empty_{column}" if value == "" else f"bad_{column}"
+            ledger.set_aside(
+                "table_row", f"{path.name}:{line}", reason,
+                f"{path}: line {line}, column '{column}': expected {expected}, got {value!r}; row set aside",
+            )
+
+    return read_csv_table(path, schema, set_aside=set_aside), path
 
 
 def _fail_duplicates(df: pd.DataFrame, keys: list[str], path: Path) -> None:
     dup = df.duplicated(keys, keep="first").to_numpy()
     if dup.any():
-        i = int(np.flatnonzero(dup)[0])
-        vals = {k: df[k].iloc[i] for k in keys}
+        i = int(df.index[int(np.flatnonzero(dup)[0])])
+        vals = {k: df[k].loc[i] for k in keys}
         raise TableError(f"{path}: line {i + 2} (data row {i}), column(s) {keys}: expected unique values, {vals} repeats")
+
+
+# --------------------------------------------------------------------------------------------
+# Complete-or-nothing raw trees
+
+
+def check_demo_complete(config: dict, roots: dict[str, Path]) -> None:
+    """Refuse a demo tree the generator did not finish, or one with files missing since."""
+    raw = sources.raw_dir(config)
+    marker = raw / sources.DEMO_MARKER
+    if config["source"] != "demo" and not marker.exists():
+        return  # a real dataset copy: a subset of the files is legitimate
+    rerun = f"run `instructx2x demo-data {raw}` again (it replaces the folder)"
+    if not marker.is_file():
+        raise InputError(f"{raw}: incomplete demo dataset: no {sources.DEMO_MARKER} (demo-data writes it last, "
+                         f"so it was interrupted or never run); {rerun}")
+    try:
+        info = json.loads(marker.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{marker}: unreadable completion marker ({exc}); {rerun}") from None
+    if not isinstance(info, dict) or info.get("complete") is not True:
+        raise InputError(f"{raw}: incomplete demo dataset: {marker.name} says demo-data did not finish; {rerun}")
+    missing: list[str] = []
+    for name, root in roots.items():
+        sums = root / "SHA256SUMS.txt"
+        if not sums.is_file():
+            missing.append(str(sums))
+            continue
+        for line in sums.read_text().splitlines():
+            rel = line.partition(" ")[2].lstrip(" *")
+            if rel and not (root / rel).is_file():
+                missing.append(str(root / rel))
+    if missing:
+        raise InputError(f"{raw}: incomplete demo dataset: {len(missing)} file(s) listed in its SHA256SUMS.txt "
+                         f"are missing (first: {missing[0]}); {rerun}")
+
+
+def manifest_paths(manifest_path: str | Path | None) -> dict[str, set[str]] | None:
+    """``{dataset: relative paths}`` of the raw manifest (the files acquisition vouched for)."""
+    if manifest_path is None:
+        return None
+    m = pd.read_parquet(manifest_path, columns=["dataset", "path"])
+    return {name: set(group["path"]) for name, group in m.groupby("dataset")}
 
 
 # --------------------------------------------------------------------------------------------
@@ -177,7 +238,7 @@ def existing_images(root: Path) -> set[str]:
     return found
 
 
-def build_images(root: Path, config: dict, ledger: Ledger) -> pd.DataFrame:
+def build_images(root: Path, config: dict, ledger: Ledger, listed: set[str] | None = None) -> pd.DataFrame:
     meta, meta_path = _read("mimic_cxr_metadata", root, config)
     _fail_duplicates(meta, ["dicom_id"], meta_path)
     split, split_path = _read("mimic_cxr_split", root, config)
@@ -205,8 +266,18 @@ def build_images(root: Path, config: dict, ledger: Ledger) -> pd.DataFrame:
     images["path"] = image_rel_paths(meta)
     images["image_path"] = str(root.resolve()) + "/" + images["path"]
 
+    present = existing_images(root) if (config["ingest"]["count_missing_images"] or listed is not None) else set()
+    if listed is not None:
+        unvouched = (images["path"].isin(present) & ~images["path"].isin(listed)).to_numpy()
+        for dicom_id, path in zip(images.loc[unvouched, "dicom_id"], images.loc[unvouched, "image_path"]):
+            ledger.set_aside(
+                "image", dicom_id, "not_in_raw_manifest",
+                f"{path}: on disk but not in the raw manifest (quarantined by acquisition, e.g. sha256_mismatch "
+                "in the acquire ledger, or added after it); image row dropped",
+            )
+        ledger.count("images_in_raw_manifest", len(images), int((~unvouched).sum()), "quarantined files are dropped")
+        images = images[~unvouched].reset_index(drop=True)
     if config["ingest"]["count_missing_images"]:
-        present = existing_images(root)
         on_disk = images["path"].isin(present)
         ledger.count(
             "image_files_on_disk",
@@ -275,11 +346,15 @@ def find_reports(root: Path, ledger: Ledger) -> list[tuple[int, int, Path]]:
     return found
 
 
-def build_reports(root: Path, ledger: Ledger) -> pd.DataFrame:
+def build_reports(root: Path, ledger: Ledger, listed: set[str] | None = None) -> pd.DataFrame:
     rows = []
     seen: set[int] = set()
     found = find_reports(root, ledger)
     for subject_id, study_id, path in found:
+        if listed is not None and path.relative_to(root).as_posix() not in listed:
+            ledger.set_aside("report", str(path), "not_in_raw_manifest",
+                             "on disk but not in the raw manifest (quarantined by acquisition or added after it)")
+            continue
         if study_id in seen:
             ledger.set_aside("report", str(path), "duplicate_report", f"a report of study {study_id} was already read")
             continue
@@ -323,10 +398,12 @@ def build_patients_admissions(root: Path, cohort: pd.Series, config: dict, ledge
 
 
 def build_vqa(root: Path, config: dict, ledger: Ledger) -> pd.DataFrame:
-    vqa, path = _read("diffvqa_questions", root, config)
-    vqa["row"] = np.arange(len(vqa), dtype="int64")
-    ledger.count("vqa_rows", len(vqa), len(vqa), path.name)
-    return vqa
+    n_before = len(ledger.entries)
+    vqa, path = _read("diffvqa_questions", root, config, ledger)
+    vqa["row"] = vqa.index.to_numpy(dtype="int64")  # the data row in the CSV (set-aside rows leave gaps)
+    n_aside = len(ledger.entries) - n_before
+    ledger.count("vqa_rows", len(vqa) + n_aside, len(vqa), f"{path.name}; rows with an empty/bad question or answer set aside")
+    return vqa.reset_index(drop=True)
 
 
 def build_mimic_all(root: Path, config: dict, ledger: Ledger) -> pd.DataFrame:
@@ -348,7 +425,7 @@ def build_diseases(root: Path, config: dict, ledger: Ledger) -> tuple[pd.DataFra
     schema = _raw_schema("diffvqa_all_diseases", config)
     path = root / schema["path"]
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing; expected Medical-Diff-VQA's all_diseases.json here")
+        raise MissingInput(f"{path}: missing; expected Medical-Diff-VQA's all_diseases.json here")
     log.info("reading %s", path)
     try:
         records = json.loads(path.read_text(encoding="utf-8"))
@@ -411,15 +488,17 @@ def build_diseases(root: Path, config: dict, ledger: Ledger) -> tuple[pd.DataFra
 
 
 def build_mscxr(root: Path, config: dict, ledger: Ledger) -> pd.DataFrame:
-    boxes, path = _read("mscxr_boxes", root, config)
+    boxes, path = _read("mscxr_boxes", root, config, ledger)
     stem_ok = boxes["path"].str.rsplit("/", n=1).str[-1] == boxes["dicom_id"] + ".jpg"
     bad = (~stem_ok).to_numpy()
     if bad.any():
-        i = int(np.flatnonzero(bad)[0])
+        j = int(np.flatnonzero(bad)[0])
+        i = int(boxes.index[j])
         raise TableError(
             f"{path}: line {i + 2}, column 'path': expected the file name to be dicom_id + '.jpg' "
-            f"({boxes['dicom_id'].iloc[i]!r}), got {boxes['path'].iloc[i]!r}"
+            f"({boxes['dicom_id'].iloc[j]!r}), got {boxes['path'].iloc[j]!r}"
         )
+    boxes = boxes.reset_index(drop=True)
     ledger.count("mscxr_boxes", len(boxes), len(boxes), path.name)
     return boxes
 
@@ -435,20 +514,27 @@ def _write(df: pd.DataFrame, name: str, out_dir: Path) -> Path:
     return path
 
 
-def ingest(config: dict, out_dir: str | Path, ledger_path: str | Path, counts_path: str | Path) -> dict[str, int]:
-    """Read and validate the raw tables of ``config``'s source, write the typed tables; return row counts."""
+def ingest(config: dict, out_dir: str | Path, ledger_path: str | Path, counts_path: str | Path,
+           manifest_path: str | Path | None = None) -> dict[str, int]:
+    """Read and validate the raw tables of ``config``'s source, write the typed tables; return row counts.
+
+    ``manifest_path``: the raw manifest of the acquisition stage; raw images and reports not in it
+    are set aside (see the module docstring). Without it (the CLI), every file on disk is taken.
+    """
     roots = sources.dataset_roots(config)
     for name, root in roots.items():
         if not root.is_dir():
-            raise FileNotFoundError(
+            raise MissingInput(
                 f"dataset {name}: folder {root} does not exist; place the dataset there "
                 f"(PhysioNet layout <slug>/<version>/) or set datasets.{name}.root"
             )
+    check_demo_complete(config, roots)
+    listed = manifest_paths(manifest_path)
     out_dir = Path(out_dir)
     ledger = Ledger(STAGE)
 
-    images = build_images(roots["mimic_cxr_jpg"], config, ledger)
-    reports = build_reports(roots["mimic_cxr"], ledger)
+    images = build_images(roots["mimic_cxr_jpg"], config, ledger, None if listed is None else listed.get("mimic_cxr_jpg", set()))
+    reports = build_reports(roots["mimic_cxr"], ledger, None if listed is None else listed.get("mimic_cxr", set()))
     studies = build_studies(images, reports, roots["mimic_cxr_jpg"], config, ledger)
     cohort = studies["subject_id"].drop_duplicates()
     patients, admissions = build_patients_admissions(roots["mimiciv"], cohort, config, ledger)
@@ -473,35 +559,3 @@ def ingest(config: dict, out_dir: str | Path, ledger_path: str | Path, counts_pa
         _write(df, name, out_dir)
     ledger.write(ledger_path, counts_path)
     return {name: len(df) for name, df in tables.items()}
-
-
-# --------------------------------------------------------------------------------------------
-# CLI: `instructx2x ingest`
-
-
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("ingest", help="validate the raw tables and write typed parquet tables")
-    p.add_argument("--config", default="config.yaml", help="config file (default: config.yaml)")
-    p.add_argument("--source", choices=["demo", "local", "physionet"], help="override `source`")
-    p.add_argument("--raw-dir", help="override `local.raw_dir` (implies --source local)")
-    p.add_argument("--out", help="output folder (default: <results_dir>/tables)")
-    p.set_defaults(func=_run_cli)
-
-
-def _run_cli(args) -> int:
-    from instructx2x.core.config import load_config
-
-    overrides: dict = {}
-    if args.source:
-        overrides["source"] = args.source
-    if args.raw_dir:
-        overrides["source"] = "local"
-        overrides["local"] = {"raw_dir": args.raw_dir}
-    config = load_config(args.config, overrides)
-    results = Path(config["results_dir"])
-    out = Path(args.out) if args.out else results / "tables"
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    counts = ingest(config, out, results / "ledger" / "ingest.tsv", results / "ledger" / "ingest.counts.tsv")
-    for name, n in counts.items():
-        print(f"{name}\t{n}")
-    return 0

@@ -5,8 +5,11 @@ project's ``SHA256SUMS.txt`` lists them, checked against it: a mismatch or a mis
 the run naming the file.  Other files outside the ``files/`` trees are hashed (not checked); the
 files under ``files/`` (images, reports, DICOMs) are listed with their size only:
 hashing 377,110 JPGs (~570 GB) would take hours, and the later stages open each image they use
-anyway.  ``physionet.verify_local_images: true`` hashes them too and sets mismatches aside in the
-ledger.  ``index.html``, ``robots.txt``, ``*.part`` and ``*.gstmp`` files are skipped.
+anyway.  ``physionet.verify_local_images: true`` hashes them too; a file whose SHA-256 does not
+match is **quarantined**: it is left where it is (your copy is never modified) but kept out of the
+raw manifest and recorded in the acquire ledger (``sha256_mismatch``, with both digests). Ingest
+takes only files the raw manifest lists, so a quarantined image or report never reaches a table.
+``index.html``, ``robots.txt``, ``*.part`` and ``*.gstmp`` files are skipped.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from instructx2x import sources
-from instructx2x.download import MANIFEST_COLUMNS, SUMS, table_paths
-from instructx2x.fetcher import DownloadError, parse_sha256sums, sha256_file
+from instructx2x.acquire import sources
+from instructx2x.acquire.download import MANIFEST_COLUMNS, SUMS, table_paths
+from instructx2x.acquire.fetcher import DownloadError, parse_sha256sums, sha256_file
 from instructx2x.core.io import write_parquet
 from instructx2x.core.ledger import Ledger
 
@@ -74,9 +77,16 @@ def build_local_manifest(config: dict, manifest_out: str | Path, ledger_path: st
                     n_checked += 1
                     if digest != sums[rel]:
                         n_bad += 1
-                        ledger.set_aside("file", f"{name}/{rel}", "sha256_mismatch", f"{digest} != {sums[rel]}")
+                        ledger.set_aside(
+                            "file", f"{name}/{rel}", "sha256_mismatch",
+                            f"{path}: SHA-256 {digest} does not match {SUMS} ({sums[rel]}); quarantined: left in "
+                            "place, kept out of the raw manifest, never read downstream. Replace the file to use it.",
+                        )
+                        log.warning("%s: SHA-256 mismatch; quarantined (not in the raw manifest)", path)
+                        continue
                 rows.append(_row(name, rel, digest, path.stat().st_size))
-        ledger.count(f"{name}_files", n_files, n_files - n_bad, f"{n_checked} checked against {SUMS}" if verify_images else "sizes only")
+        ledger.count(f"{name}_files", n_files, n_files - n_bad,
+                     f"{n_checked} checked against {SUMS}; mismatches quarantined" if verify_images else "sizes only")
     df = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
     df["size"] = df["size"].astype("int64")
     df["fetched_at"] = df["fetched_at"].astype("string")

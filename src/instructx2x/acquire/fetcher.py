@@ -1,4 +1,4 @@
-"""Parallel, resumable, checksum-verified file transfers (the engine under ``instructx2x.download``).
+"""Parallel, resumable, checksum-verified file transfers (the engine under ``instructx2x.acquire.download``).
 
 A ``FileTask`` is one URL, its destination and its expected SHA-256. ``Fetcher`` runs tasks on a
 thread pool with one authenticated ``requests`` session per thread: HTTP ``Range`` resume of a
@@ -6,7 +6,7 @@ partial ``.part`` file, retries with exponential backoff on transient errors, re
 only after the SHA-256 matches; a mismatch is retried from scratch, then the file is moved to the
 quarantine folder and reported. A 401/403 stops everything at once (``AuthError``). Credentials
 travel only in the HTTP Authorization header. What to fetch (the PhysioNet projects, tables and
-images the pipeline needs) is ``instructx2x.download``'s business.
+images the pipeline needs) is ``instructx2x.acquire.download``'s business.
 """
 
 from __future__ import annotations
@@ -25,12 +25,13 @@ from pathlib import Path
 import requests
 from tqdm import tqdm
 
-from instructx2x.credentials import Credentials
+from instructx2x.acquire.credentials import Credentials
+from instructx2x.core.errors import InputError
 
 log = logging.getLogger(__name__)
 
 
-class DownloadError(RuntimeError):
+class DownloadError(InputError):
     """A download stage failed; the message says which files and why (never a password)."""
 
 

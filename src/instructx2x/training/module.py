@@ -172,6 +172,9 @@ class InstructPix2PixModule(L.LightningModule):
         texts = list(texts)
         missing = list(dict.fromkeys(t for t in texts if t not in cache))
         if missing:
+            from instructx2x.model.tokenizer import check_length
+
+            check_length(self.tokenizer, missing)  # an over-long instruction is refused, never cut
             ids = self.tokenizer(missing, padding="max_length", max_length=self.tokenizer.model_max_length,
                                  truncation=True, return_tensors="pt").input_ids.to(self.device)
             with torch.no_grad():

@@ -149,8 +149,8 @@ def main() -> None:
         base_s, base_c, base = run(paths, out, "base", {"use_keyinfo": False, "use_questions": False})
         ours_s, ours_c, ours = run(paths, out, "ours", {})
         load = os.getloadavg()[0]
-    src = pd.Series([s.split('"location":"')[1].split('"')[0] for t in ours["operations"]
-                     for s in t.split('"sources":{')[1:] if '"location":"' in s.split("}")[0]]).value_counts()
+    src = pd.Series([o["sources"]["location"] for ops in ours["operations"] for o in ops
+                     if o["sources"].get("location")]).value_counts()
     lines = [
         SECTION, "",
         f"- machine: {platform.node() or 'vm'} ({platform.machine()}, {os.cpu_count()} CPUs), Python {platform.python_version()}",

@@ -84,6 +84,69 @@ def test_unreadable_instructions_raise(text):
         parse_instruction(text)
 
 
+ONE_UP = dict(direction="increase")
+ONE_DOWN = dict(direction="decrease")
+
+
+@pytest.mark.parametrize("text,expected", [
+    # the issue's forms
+    ("Increase the effusion", [Operation("change", "pleural effusion", **ONE_UP)]),
+    ("Please remove the edema", [Operation("remove", "edema")]),
+    ("Worsening left effusion", [Operation("change", "pleural effusion", "left", **ONE_UP)]),
+    ("Add an enlarged pleural effusion", [Operation("add", "pleural effusion", severity="large")]),
+    # both directions, synonyms, politeness
+    ("decrease the right pleural effusion", [Operation("change", "pleural effusion", "right", **ONE_DOWN)]),
+    ("Worsen the pulmonary oedema", [Operation("change", "edema", **ONE_UP)]),
+    ("improve the bibasilar atelectasis", [Operation("change", "atelectasis", "bibasilar", **ONE_DOWN)]),
+    ("Improving edema.", [Operation("change", "edema", **ONE_DOWN)]),
+    ("resolve the left pneumothorax", [Operation("remove", "pneumothorax", "left")]),
+    ("Resolved right effusion", [Operation("remove", "pleural effusion", "right")]),
+    ("could you please get rid of the enlarged heart?", [Operation("remove", "cardiomegaly")]),
+    ("make the effusion smaller", [Operation("change", "pleural effusion", **ONE_DOWN)]),
+    ("make the consolidation in the left lower lobe worse",
+     [Operation("change", "consolidation", "left lower lung", **ONE_UP)]),
+    ("make the pneumothorax go away", [Operation("remove", "pneumothorax")]),
+    ("New small left-sided effusion", [Operation("add", "pleural effusion", "left", "small")]),
+    ("increase the effusion to moderate",
+     [Operation("change", "pleural effusion", to_level="moderate", direction="increase")]),
+    ("Reduce the edema to mild", [Operation("change", "edema", to_level="mild", direction="decrease")]),
+    ("add a slight left apical pneumothorax", [Operation("add", "pneumothorax", "left apical", "mild")]),
+    ("Add a tiny PTX at the right apex, then decrease the effusion",
+     [Operation("add", "pneumothorax", "right apical", "small"), Operation("change", "pleural effusion", **ONE_DOWN)]),
+    ("Add edema and make the effusion bigger", [Operation("add", "edema"),
+                                                Operation("change", "pleural effusion", **ONE_UP)]),
+    ("add edema in the left upper and lower lung", [Operation("add", "edema", "left upper and lower lung")]),
+    ("Add an enlarged heart", [Operation("add", "cardiomegaly")]),
+])
+def test_typed_instructions_people_write(text, expected):
+    ops = parse_instruction(text)
+    assert ops == expected
+    assert parse_instruction(render_instruction(ops)) == ops  # the canonical form reads back
+
+
+def test_change_without_levels_is_one_step_and_stated():
+    (op,) = parse_instruction("Increase the effusion")
+    assert op.one_step and op.from_level is None and op.to_level is None
+    assert render_instruction([op]) == "Increase the level of pleural effusion by one step"
+    assert op.to_cli_dict()["change"] == "one-step increase of the current level (no levels given)"
+    with pytest.raises(UnparseableInstruction, match="direction"):
+        parse_instruction("change the level of edema")  # no level and no direction: not guessed
+
+
+@pytest.mark.parametrize("text,suggestion", [
+    ("add a left pleural efusion", "Add a left pleural effusion"),
+    ("remove the pnemothorax", "Remove the pneumothorax"),
+    ("pleural effusion on the left", "Add a left pleural effusion"),
+    ("incrase the edema", "Increase the level of edema by one step"),
+    ("change the level of edema", "Increase the level of edema by one step"),
+])
+def test_unparsed_forms_say_did_you_mean(text, suggestion):
+    with pytest.raises(UnparseableInstruction) as info:
+        parse_instruction(text)
+    assert info.value.suggestion == suggestion
+    assert f'did you mean "{suggestion}"?' in str(info.value)
+
+
 def test_category_and_side_zone_helpers():
     assert finding_category("pleural effusion") == "Pleural Effusion"
     assert finding_category("effusion") == "Pleural Effusion"
@@ -93,8 +156,8 @@ def test_category_and_side_zone_helpers():
     assert location_side_zone("left lung base") == ("left", "basal")
     assert location_side_zone("right apical") == ("right", "apical")
     assert location_side_zone("bibasilar") == ("bilateral", "basal")
-    assert location_side_zone("left middle to lower lung") == ("left", "middle")
-    assert location_side_zone("retrocardiac") == (None, "lower")
+    assert location_side_zone("left middle to lower lung") == ("left", "middle to lower")  # compound zone kept whole
+    assert location_side_zone("retrocardiac") == (None, "retrocardiac")
     assert location_side_zone(None) == (None, None)
 
 
@@ -133,11 +196,16 @@ def test_cli_parse_instruction_and_difference(capsys):
     status, out = _cli(["parse-instruction", "Add moderate left pleural effusion"], capsys)
     assert status == 0
     assert json.loads(out.out) == [{"op": "add", "finding": "pleural effusion", "location": "left",
-                                    "severity": "moderate", "from": None, "to": None}]
+                                    "severity": "moderate", "from": None, "to": None, "direction": None}]
     status, out = _cli(["parse-difference", "the level of edema has changed from mild to moderate. "], capsys)
     assert status == 0 and json.loads(out.out) == [{"op": "change", "finding": "edema", "location": None,
-                                                   "severity": None, "from": "mild", "to": "moderate"}]
+                                                   "severity": None, "from": "mild", "to": "moderate",
+                                                   "direction": None}]
     status, out = _cli(["parse-difference", "nothing has changed."], capsys)
     assert status == 0 and json.loads(out.out) == []
     status, out = _cli(["parse-instruction", "make it pretty"], capsys)
     assert status == 2 and "error" in out.err
+    status, out = _cli(["parse-instruction", "Increase the effusion"], capsys)
+    assert status == 0 and json.loads(out.out)[0]["change"] == "one-step increase of the current level (no levels given)"
+    status, out = _cli(["parse-instruction", "add a left pleural efusion"], capsys)
+    assert status == 2 and 'did you mean "Add a left pleural effusion"?' in out.err

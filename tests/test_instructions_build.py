@@ -1,13 +1,18 @@
 """The instructions stage on small hand-made tables: operations for every difference row, attributes
 with their sources, join with accepted pairs, patient-wise splits, Table 1, byte-identical reruns."""
 
-import json
+import json  # noqa: F401
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from instructx2x.instructions.operation import load_operation_dicts as op_dicts
 from instructx2x.instructions.build import build_instructions, build_operations, export_authors_layout
-from instructx2x.instructions.splits import assign_splits
+from instructx2x.core.paths import read_parquet
+from instructx2x.instructions.splits import assign_splits, split_of
 from instructx2x.core.ledger import read_ledger
 from instructx2x.core.tableschema import TableError
 
@@ -69,7 +74,7 @@ def test_operations_attributes_sources_and_ledger(tmp_path):
     assert list(df["pair_id"]) == ["50000002_50000001", "50000003_50000002", "50000005_50000004",
                                    "50000007_50000006", "50000009_50000008"]
     assert list(df["status"]) == ["ok", "no_operation", "unparseable", "ok", "ok"]
-    ops = json.loads(df.loc[0, "operations"])
+    ops = op_dicts(df.loc[0, "operations"])
     assert [(o["op"], o["finding"]) for o in ops] == [("change", "pleural effusion"), ("add", "pneumothorax"),
                                                       ("add", "atelectasis"), ("remove", "edema")]
     change, ptx, atel, edema = ops
@@ -83,9 +88,12 @@ def test_operations_attributes_sources_and_ledger(tmp_path):
     # remove: from the past study
     assert (edema["location"], edema["severity"], edema["sources"]["study"]) == ("bilateral", "mild", "past")
     # report text (negated sentence skipped)
-    cons = json.loads(df.loc[3, "operations"])[0]
+    cons = op_dicts(df.loc[3, "operations"])[0]
     assert (cons["location"], cons["severity"]) == ("right lower lung", "moderate")
-    assert cons["sources"] == {"location": "report", "severity": "report", "study": "current"}
+    assert cons["sources"] == {"location": "report", "severity": "report", "study": "current",
+                               "location_span": "49:65", "severity_span": "40:48"}
+    text = " FINDINGS: No pneumothorax.  There is a moderate right lower lobe consolidation."
+    assert (text[49:65], text[40:48]) == ("right lower lobe", "moderate")  # spans in the report text
     assert df.loc[0, "instruction"].startswith("Change the level of right pleural effusion from small to moderate; ")
     ledger = {r["item_id"]: r for r in read_ledger(tmp_path / "l_a.tsv")}
     assert "unicorn" in ledger["50000005_50000004"]["reason"]
@@ -96,41 +104,112 @@ def test_operations_attributes_sources_and_ledger(tmp_path):
     assert out.read_bytes() == out2.read_bytes()
 
 
+def _png(path, value):
+    from PIL import Image
+
+    Image.fromarray(np.full((8, 8), value, dtype=np.uint8)).save(path, format="PNG")
+
+
+D_CUR, D_PAST = "0a1b2c3d-4e5f6071-8293a4b5-c6d7e8f9-0a1b2c3d", "1a1b2c3d-4e5f6071-8293a4b5-c6d7e8f9-0a1b2c3d"
+D_CUR2, D_PAST2 = "2a1b2c3d-4e5f6071-8293a4b5-c6d7e8f9-0a1b2c3d", "3a1b2c3d-4e5f6071-8293a4b5-c6d7e8f9-0a1b2c3d"
+
+
 def test_join_splits_table1_and_export(tmp_path):
     paths = _tables(tmp_path)
     _, ops_path = _run_ops(tmp_path, paths)
-    for name in ("p1", "c1", "p2", "c2"):
-        (tmp_path / f"{name}.png").write_bytes(b"png")
+    res = tmp_path / "results"
+    img = res / "registration" / "images"
+    img.mkdir(parents=True)
+    for i, name in enumerate(("p1", "c1", "p2", "c2")):
+        _png(img / f"{name}.png", 40 * i)
     acc = pd.DataFrame({"pair_id": ["50000002_50000001", "50000007_50000006", "50000003_50000002"],
-                        "aligned_current_path": [str(tmp_path / "c1.png"), str(tmp_path / "c2.png"), "x"],
-                        "past_path": [str(tmp_path / "p1.png"), str(tmp_path / "p2.png"), "y"],
+                        "aligned_current_path": [str(img / "c1.png"), str(img / "c2.png"), "x"],
+                        "past_path": [str(img / "p1.png"), str(img / "p2.png"), "y"],
                         "mi": [-0.95, -0.9, -0.99]})
     acc.to_parquet(tmp_path / "acc.parquet", index=False)
-    pd.DataFrame({"pair_id": ["50000002_50000001"], "current_dicom_id": ["d-cur"], "past_dicom_id": ["d-past"],
-                  "chronological": [True]}).to_parquet(tmp_path / "pairs.parquet", index=False)
+    pd.DataFrame({"pair_id": ["50000002_50000001", "50000007_50000006"], "current_dicom_id": [D_CUR, D_CUR2],
+                  "past_dicom_id": [D_PAST, None], "chronological": [True, True]}).to_parquet(
+        tmp_path / "pairs.parquet", index=False)
     kw = dict(split_settings={"fractions": {"train": 0.8, "val": 0.1, "test": 0.1}, "holdout_folder": "p19"}, seed=3,
-              pairs_path=tmp_path / "pairs.parquet")
+              pairs_path=tmp_path / "pairs.parquet", results_dir=res)
     outs = []
     for tag in "ab":
-        out = tmp_path / f"instr_{tag}.parquet"
+        out = res / "instructions" / f"instr_{tag}.parquet"
         df = build_instructions(ops_path, tmp_path / "acc.parquet", paths["studies"], out, tmp_path / f"t1_{tag}.csv",
                                 tmp_path / f"t1_{tag}.md", tmp_path / f"lj_{tag}.tsv", tmp_path / f"cj_{tag}.tsv", **kw)
         outs.append(out.read_bytes())
     assert outs[0] == outs[1]
     assert list(df["pair_id"]) == ["50000002_50000001", "50000007_50000006"]
-    assert list(df["split"]) == ["train", "holdout"]
+    assert list(df["split"]) == [split_of(11000001, kw["split_settings"]["fractions"], 3), "holdout"]
     assert df["chronological"].all() and df["mi"].tolist() == [-0.95, -0.9]
-    assert df["current_dicom_id"].tolist()[0] == "d-cur" and df["past_dicom_id"].isna().tolist() == [False, True]
+    assert df["current_dicom_id"].tolist()[0] == D_CUR and df["past_dicom_id"].isna().tolist() == [False, True]
+    # on disk: image paths relative to the results directory, operations a typed list of structs
+    raw = pd.read_parquet(res / "instructions" / "instr_a.parquet")
+    assert raw["past_image"].tolist() == ["registration/images/p1.png", "registration/images/p2.png"]
+    assert read_parquet(res / "instructions" / "instr_a.parquet")["past_image"].tolist()[0] == str(img / "p1.png")
+    field = pq.read_schema(res / "instructions" / "instr_a.parquet").field("operations")
+    assert pa.types.is_list(field.type) and pa.types.is_struct(field.type.value_type)
+    assert [o["op"] for o in raw.loc[0, "operations"]] == ["change", "add", "add", "remove"]
     t1 = pd.read_csv(tmp_path / "t1_a.csv").set_index("split")
     assert t1.loc["all", "samples"] == 2 and t1.loc["all", "operations"] == 5
     assert t1.loc["all", "Add"] == 3 and t1.loc["all", "Add %"] == 60.0 and t1.loc["all", "ops per sample"] == 2.5
     assert "| holdout | 1 |" in (tmp_path / "t1_a.md").read_text()
     ledger = {r["item_id"]: r["reason"] for r in read_ledger(tmp_path / "lj_a.tsv")}
     assert "not among" in ledger["50000009_50000008"] and "no parsed operation" in ledger["50000003_50000002"]
-    n = export_authors_layout(tmp_path / "instr_a.parquet", tmp_path / "export")
-    csv = pd.read_csv(tmp_path / "export" / "instructions.csv")
-    assert n == 2 and list(csv.columns) == ["split", "current_dicom_id", "past_dicom_id", "instruction"]
-    assert (tmp_path / "export" / "current" / csv.loc[0, "current_dicom_id"]).read_bytes() == b"png"
+
+
+def _authors_rows(path, split):
+    """What the authors' loader (x2x_dataset.EditDataset) does with a dataset folder: its rows of
+    ``split`` and the two images each row names, opened as it opens them."""
+    from PIL import Image
+
+    df = pd.read_csv(path / "instructions.csv")
+    data = df[df["split"] == split].reset_index(drop=True)
+    return [(r["instruction"], np.asarray(Image.open(path / "current" / r["current_dicom_id"]).convert("L")),
+             np.asarray(Image.open(path / "past" / r["past_dicom_id"]).convert("L"))) for _, r in data.iterrows()]
+
+
+def test_export_authors_layout_ids_splits_and_readme(tmp_path):
+    res = tmp_path / "results"
+    img = res / "registration" / "images"
+    img.mkdir(parents=True)
+    for i, name in enumerate(("p1", "c1", "p2", "c2", "p3", "c3")):
+        _png(img / f"{name}.png", 30 * i)
+    ops = [{"op": "add", "finding": "edema", "location": None, "severity": None, "from_level": None, "to_level": None,
+            "direction": None, "sources": {}}]
+    rows = [  # (pair, subject, split, current dicom, past dicom, past image, current image)
+        ("50000002_50000001", 11000001, "train", D_CUR, D_PAST, "p1", "c1"),
+        ("50000004_50000003", 19000001, "holdout", D_CUR2, D_PAST2, "p2", "c2"),
+        ("50000005_50000003", 19000001, "holdout", D_CUR2, D_PAST, "p3", "c3"),  # current registered twice
+        ("50000007_50000006", 12000001, "test", None, D_PAST, "p1", "c1"),       # no dicom_id
+    ]
+    df = pd.DataFrame([{"pair_id": p, "subject_id": s, "current_study_id": int(p[:8]), "past_study_id": int(p[9:]),
+                        "current_dicom_id": c, "past_dicom_id": d, "split": sp, "chronological": True, "mi": -0.9,
+                        "past_image": str(img / f"{pi}.png"), "current_image": str(img / f"{ci}.png"),
+                        "instruction": f"Add an edema {i}", "operations": ops, "n_ops": 1}
+                       for i, (p, s, sp, c, d, pi, ci) in enumerate(rows)])
+    from instructx2x.core.paths import relativise
+    from instructx2x.core.tableschema import load_schema, write_table
+
+    table, meta = relativise(df, ["past_image", "current_image"], res, res / "instructions" / "i.parquet")
+    write_table(table, load_schema("instructions"), res / "instructions" / "i.parquet", metadata=meta)
+    out = res / "instructions" / "authors"
+    counts = export_authors_layout(res / "instructions" / "i.parquet", out)
+    assert counts == {"train": 1, "holdout/test": 1}
+    train = _authors_rows(out, "train")
+    assert [t for t, _, _ in train] == ["Add an edema 0"]
+    assert (train[0][1] == 30).all() and (train[0][2] == 0).all()  # current c1, past p1
+    assert (out / "current" / D_CUR).is_file() and (out / "past" / D_PAST).is_file()
+    csv = pd.read_csv(out / "instructions.csv")
+    assert list(csv.columns) == ["split", "current_dicom_id", "past_dicom_id", "instruction"]
+    assert csv["current_dicom_id"].tolist() == [D_CUR] and "holdout" not in set(csv["split"])
+    hold = _authors_rows(out / "holdout", "test")  # the holdout: a dataset of its own, split `test`
+    assert [t for t, _, _ in hold] == ["Add an edema 1"]
+    excluded = pd.read_csv(out / "excluded.csv").set_index("pair_id")
+    assert excluded.loc["50000005_50000003", "kind"] == "dicom_id clash"
+    assert excluded.loc["50000007_50000006", "kind"] == "no dicom_id"
+    readme = (out / "README.md").read_text()
+    assert "| holdout | `holdout/` | `test` | 1 |" in readme and "dicom_id clash: 1" in readme
 
 
 def test_malformed_table_fails_naming_file_and_column(tmp_path):
@@ -141,12 +220,68 @@ def test_malformed_table_fails_naming_file_and_column(tmp_path):
 
 
 def test_splits_patient_wise_holdout_and_fractions():
-    subjects = [11000000 + i for i in range(200)] + [19000000 + i for i in range(30)]
-    m = assign_splits(subjects, {"train": 0.8, "val": 0.1, "test": 0.1}, seed=1)
+    subjects = [11000000 + i for i in range(4000)] + [19000000 + i for i in range(30)]
+    fr = {"train": 0.8, "val": 0.1, "test": 0.1}
+    m = assign_splits(subjects, fr, seed=1)
     assert all(m[s] == "holdout" for s in subjects if str(s).startswith("19"))
-    counts = pd.Series([m[s] for s in subjects[:200]]).value_counts().to_dict()
-    assert counts == {"train": 160, "val": 20, "test": 20}
-    assert m == assign_splits(list(reversed(subjects)), {"train": 0.8, "val": 0.1, "test": 0.1}, seed=1)
-    assert m != assign_splits(subjects, {"train": 0.8, "val": 0.1, "test": 0.1}, seed=2)
+    counts = pd.Series([m[s] for s in subjects[:4000]]).value_counts().to_dict()
+    # binomial: within 4 standard deviations of the fractions
+    for name, f in fr.items():
+        assert abs(counts[name] - 4000 * f) < 4 * (4000 * f * (1 - f)) ** 0.5, counts
+    assert m == assign_splits(list(reversed(subjects)), fr, seed=1)
+    assert m != assign_splits(subjects, fr, seed=2)
+    assert all(m[s] == split_of(s, fr, 1) for s in subjects)
+    # tiny cohorts still get a patient in every split asked for (the one documented exception)
     small = assign_splits([11000001, 11000002, 11000003, 11000004], {"train": 0.97, "val": 0.01, "test": 0.02}, 0)
     assert sorted(small.values()) == ["test", "train", "train", "val"]
+    assert all(small[s] == split_of(s, {"train": 0.97, "val": 0.01, "test": 0.02}, 0) for s in small if s not in
+               {b[0] for b in small.borrowed})
+
+
+def test_removing_patients_moves_no_remaining_patient():
+    rng = np.random.default_rng(0)
+    subjects = [int(s) for s in rng.choice(np.arange(10_000_000, 19_999_999), 3000, replace=False)]
+    fr = {"train": 0.8, "val": 0.1, "test": 0.1}
+    full = assign_splits(subjects, fr, seed=7)
+    for keep in (0.99, 0.7, 0.3):
+        sub = [s for s in subjects if rng.random() < keep] + [int(s) for s in rng.choice(np.arange(10_000_000, 18_999_999), 50)]
+        part = assign_splits(sub, fr, seed=7)
+        assert not part.borrowed
+        assert all(part[s] == full[s] for s in sub if s in full)
+
+
+def test_mi_threshold_change_moves_no_patient_between_splits(tmp_path):
+    """The issue's case: a stricter registration gate drops pairs (and whole patients); every patient
+    still present keeps its split, so no test patient leaks into training."""
+    from instructx2x.core.tableschema import load_schema, write_table
+
+    rng = np.random.default_rng(3)
+    n = 600
+    subjects = rng.choice(np.arange(10_000_000, 19_999_999), n // 3, replace=False)
+    ops = [{"op": "add", "finding": "edema", "location": None, "severity": None, "from_level": None, "to_level": None,
+            "direction": None, "sources": {}}]
+    rows = []
+    for i in range(n):
+        cur, past = 50_000_000 + 2 * i + 1, 50_000_000 + 2 * i
+        rows.append({"pair_id": f"{cur}_{past}", "subject_id": int(subjects[i % len(subjects)]), "current_study_id": cur,
+                     "past_study_id": past, "vqa_split": "train", "answer": "a", "status": "ok", "reason": "",
+                     "operations": ops, "n_ops": 1, "instruction": "Add an edema"})
+    write_table(pd.DataFrame(rows), load_schema("instruction_operations"), tmp_path / "ops.parquet")
+    mi = -0.8 - 0.2 * rng.random(n)
+    studies = pd.DataFrame({"study_id": [50_000_000 + i for i in range(2 * n)], "StudyDate": 21800101})
+    studies.to_parquet(tmp_path / "studies.parquet", index=False)
+    splits = {}
+    for thr in (-0.85, -0.93):  # registration.mi_threshold: keep pairs with mi <= thr
+        keep = mi <= thr
+        pd.DataFrame({"pair_id": [r["pair_id"] for r, k in zip(rows, keep) if k], "aligned_current_path": "c.png",
+                      "past_path": "p.png", "mi": mi[keep]}).to_parquet(tmp_path / f"acc{thr}.parquet", index=False)
+        out = build_instructions(tmp_path / "ops.parquet", tmp_path / f"acc{thr}.parquet", tmp_path / "studies.parquet",
+                                 tmp_path / f"i{thr}.parquet", tmp_path / "t.csv", tmp_path / "t.md", tmp_path / "l.tsv",
+                                 tmp_path / "c.tsv", split_settings={"fractions": {"train": 0.8, "val": 0.1, "test": 0.1}},
+                                 seed=11)
+        splits[thr] = dict(zip(out["subject_id"], out["split"]))
+    loose, strict = splits[-0.85], splits[-0.93]
+    assert len(strict) < len(loose)  # the gate change dropped patients
+    assert set(strict) < set(loose)
+    assert {s: loose[s] for s in strict} == strict
+    assert {"train", "val", "test", "holdout"} <= set(loose.values())

@@ -1,7 +1,7 @@
 """The instructions stage scored against the synthetic demo's ground truth (docs/synthetic.md):
 operations exact for every answer, attributes equal to the truth per source, splits, identical bytes."""
 
-import json
+import json  # noqa: F401
 from pathlib import Path
 
 import pandas as pd
@@ -9,6 +9,7 @@ import pytest
 
 from instructx2x.core.config import REPO_ROOT, load_config
 from instructx2x.ingest import ingest
+from instructx2x.instructions.operation import load_operation_dicts as op_dicts
 from instructx2x.instructions.build import build_instructions, build_operations
 from instructx2x.instructions.vocabulary import location_side_zone, normalise_location
 
@@ -55,7 +56,7 @@ def _score(df, truth):
     """{source: [matches, compared]} for location (side/zone) and severity."""
     score = {}
     for r in df[df["status"] == "ok"].itertuples(index=False):
-        for o in json.loads(r.operations):
+        for o in op_dicts(r.operations):
             study = r.past_study_id if o["op"] == "remove" else r.current_study_id
             loc, lev = truth.get(study, {}).get(o["finding"], (None, None))
             if loc is not None:
@@ -81,7 +82,7 @@ def test_operations_exact_and_attributes_match_truth(demo_tables):
     assert (df["status"] != "unparseable").all(), df[df["status"] == "unparseable"]["reason"].tolist()
     assert len(df) > 10
     for r in df.itertuples(index=False):
-        got = {(o["op"], o["finding"], o["from_level"], o["to_level"]) for o in json.loads(r.operations)}
+        got = {(o["op"], o["finding"], o["from_level"], o["to_level"]) for o in op_dicts(r.operations)}
         exp = _expected_ops(truth.get(r.current_study_id, {}), truth.get(r.past_study_id, {}))
         assert got == exp, (r.pair_id, r.answer)
         assert r.n_ops == len(exp)

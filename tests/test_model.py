@@ -48,3 +48,26 @@ def test_pretrained_directory_offline_expands_unet(tmp_path, monkeypatch):
 def test_missing_pretrained_directory_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="model_index.json"):
         load_pretrained(tmp_path)
+
+
+def test_tokenizer_allows_77_tokens_and_never_cuts_silently(tmp_path):
+    """The demo tokenizer's limit is CLIP's 77; the longest instruction the builder writes fits, and a
+    longer one is refused with its token count (training and editing call check_length)."""
+    from instructx2x.core.config import REPO_ROOT, load_config
+    from instructx2x.instructions.grammar import render_instruction
+    from instructx2x.instructions.operation import Operation
+    from instructx2x.model.tokenizer import InstructionTooLong, check_length, token_counts
+
+    limit = load_config(REPO_ROOT / "config.yaml")["model"]["tiny"]["max_length"]
+    assert limit == 77
+    five = render_instruction([
+        Operation("change", "pleural effusion", "left lung base", from_level="mild to moderate", to_level="moderate to severe"),
+        Operation("add", "enlargement of the cardiac silhouette", severity="moderate"),
+        Operation("add", "atelectasis", "right middle to lower lung", "mild"),
+        Operation("remove", "tortuosity of the descending aorta"),
+        Operation("remove", "edema", "bilateral", "moderate to severe")])
+    tok = build_tokenizer(instruction_words([five]), limit, tmp_path)
+    assert 32 < token_counts(tok, [five])[0] <= limit  # the old 32-token limit cut such an instruction
+    check_length(tok, [five])
+    with pytest.raises(InstructionTooLong, match=r"1 instruction\(s\) longer than the text encoder's 77 tokens"):
+        check_length(tok, [five + "; " + five])

@@ -24,5 +24,6 @@ df = build_instructions(
     split_settings=dict(snakemake.params.split_settings),  # noqa: F821
     seed=int(snakemake.params.seed),  # noqa: F821
     pairs_path=snakemake.input.pairs,  # noqa: F821
+    results_dir=snakemake.config["results_dir"],  # noqa: F821  (image paths relative to it)
 )
 logging.info("samples: %d; splits: %s", len(df), df["split"].value_counts().to_dict())

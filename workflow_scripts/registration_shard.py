@@ -20,4 +20,5 @@ register_shard(
     RegistrationSettings.from_config(dict(snakemake.params.settings), seed=snakemake.params.seed),  # noqa: F821
     snakemake.output.images,  # noqa: F821
     snakemake.output.table,  # noqa: F821
+    results_dir=snakemake.config["results_dir"],  # noqa: F821  (image paths relative to it)
 )

@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, str] = {
     "edit": "instructx2x.inference.edit",
     "serve": "instructx2x.inference.serve",
     "parse-instruction": "instructx2x.instructions.cli",
+    "extract-attributes": "instructx2x.instructions.extract_cli",
     "train": "instructx2x.training.cli",
     "evaluate": "instructx2x.evaluation.evaluate",
 }

@@ -48,6 +48,13 @@ DEFAULT_REGION = {
         "middle": [0.25, 0.75],
         "lower": [0.5, 1.0],
         "basal": [0.65, 1.0],
+        # compound and named zones of instructions/data/locations.csv
+        "upper to middle": [0.0, 0.75],
+        "middle to lower": [0.25, 1.0],
+        "medial basal": [0.65, 1.0],
+        "costophrenic": [0.75, 1.0],
+        "retrocardiac": [0.5, 1.0],
+        "perihilar": [0.25, 0.75],
     },
 }
 

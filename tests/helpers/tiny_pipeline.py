@@ -49,7 +49,7 @@ def build_tiny_pipeline(out_dir, seed: int = 0, words=("add", "remove", "left", 
     out_dir = Path(out_dir)
     with tempfile.TemporaryDirectory() as tmp:
         tok_dir = write_clip_tokenizer_files(tmp, words)
-        tokenizer = CLIPTokenizer(str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt"), model_max_length=16)
+        tokenizer = CLIPTokenizer(str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt"), model_max_length=77)
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
         block_out_channels=(32, 64),
@@ -76,7 +76,7 @@ def build_tiny_pipeline(out_dir, seed: int = 0, words=("add", "remove", "left", 
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
             bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=32, intermediate_size=37,
-            num_attention_heads=4, num_hidden_layers=2, vocab_size=len(tokenizer), max_position_embeddings=16,
+            num_attention_heads=4, num_hidden_layers=2, vocab_size=len(tokenizer), max_position_embeddings=77,
             layer_norm_eps=1e-5,
         )
     )

@@ -18,7 +18,8 @@ def _module_files(module: str) -> list[Path]:
         raise ModuleNotFoundError(f"no module {module!r} in instructx2x")
     origin = Path(spec.origin)
     if origin.name == "__init__.py":
-        return sorted(p for p in origin.parent.rglob("*.py") if "__pycache__" not in p.parts)
+        # the package's source and its data tables (e.g. instructions/data/locations.csv)
+        return sorted(p for p in origin.parent.rglob("*") if p.suffix in (".py", ".csv") and "__pycache__" not in p.parts)
     return [origin]
 
 

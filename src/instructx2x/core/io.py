@@ -29,10 +29,20 @@ def atomic_path(path: str | Path):
             tmp.unlink()
 
 
-def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
-    """Write a table deterministically (no pandas index, fixed row order as given) and atomically."""
+def write_parquet(df: pd.DataFrame, path: str | Path, metadata: dict | None = None) -> None:
+    """Write a table deterministically (no pandas index, fixed row order as given) and atomically;
+    ``metadata`` (str -> str) is added to the parquet schema metadata (see ``core.paths``)."""
     with atomic_path(path) as tmp:
-        df.reset_index(drop=True).to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")
+        if not metadata:
+            df.reset_index(drop=True).to_parquet(tmp, index=False, engine="pyarrow", compression="zstd")
+            return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                               **{k.encode(): v.encode() for k, v in metadata.items()}})
+        pq.write_table(table, tmp, compression="zstd")
 
 
 def write_json(obj, path: str | Path) -> None:
@@ -49,6 +59,7 @@ def write_text(text: str, path: str | Path) -> None:
 
 def read_input_table(path: str | Path, columns=(), what: str = "a parquet table") -> pd.DataFrame:
     """Read a parquet table a user (or an earlier stage) hands in; every problem is an ``InputError``.
+    Path columns stored relative to the results directory (``core.paths``) come back absolute.
 
     A missing path, a folder, a file that is not parquet, or a table without the ``columns`` it
     must have, each gives one line naming the file and what was expected (``what``).
@@ -68,4 +79,6 @@ def read_input_table(path: str | Path, columns=(), what: str = "a parquet table"
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {missing}; expected {what} with at least {list(columns)}")
-    return df
+    from instructx2x.core.paths import resolve_columns
+
+    return resolve_columns(df, path)  # file paths relative to the results directory come back absolute

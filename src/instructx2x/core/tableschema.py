@@ -41,6 +41,14 @@ from instructx2x.core.io import atomic_path
 from instructx2x.core.errors import InputError, MissingInput
 
 TABLE_SCHEMA_DIR = SCHEMA_DIR / "tables"
+# An editing operation as a parquet struct (instructx2x.instructions.operation: Operation.to_dict,
+# sources restricted to SOURCE_KEYS); a column of dtype ``list<operation>`` holds a list of them.
+_OPERATION_SOURCES = ("location", "severity", "from_level", "to_level", "study", "levels_split", "direction",
+                      "location_span", "severity_span")
+OPERATION_ARROW_TYPE = pa.struct(
+    [pa.field(k, pa.string()) for k in ("op", "finding", "location", "severity", "from_level", "to_level", "direction")]
+    + [pa.field("sources", pa.struct([pa.field(k, pa.string()) for k in _OPERATION_SOURCES]))]
+)
 # Parquet types of the written tables: explicit, so that an all-null column keeps its type.
 ARROW_TYPES = {
     "str": pa.string(),
@@ -49,6 +57,7 @@ ARROW_TYPES = {
     "bool": pa.bool_(),
     "datetime64[ns]": pa.timestamp("ns"),
     "list<str>": pa.list_(pa.string()),
+    "list<operation>": pa.list_(OPERATION_ARROW_TYPE),
 }
 
 # Identifier formats (data-contract §0). Integer ids are checked by range, string ids by regex.
@@ -342,7 +351,7 @@ def _dtype_ok(series: pd.Series, dtype: str) -> bool:
         return series.dtype == bool
     if dtype == "datetime64[ns]":
         return str(series.dtype) == "datetime64[ns]"
-    if dtype == "list<str>":
+    if dtype in ("list<str>", "list<operation>"):
         return series.dtype == object
     raise KeyError(f"unknown dtype {dtype!r}")
 
@@ -361,6 +370,11 @@ def check_frame(df: pd.DataFrame, schema: dict, where: str) -> None:
             if not ok.all():
                 i = int(np.flatnonzero(~ok.to_numpy(dtype=bool))[0])
                 raise TableError(f"{where}: row {i}, column '{spec['name']}': expected a list of strings or null")
+        if spec["dtype"] == "list<operation>":
+            ok = s.map(lambda v: isinstance(v, list) and all(isinstance(x, dict) and x.get("op") for x in v))
+            if not ok.all():
+                i = int(np.flatnonzero(~ok.to_numpy(dtype=bool))[0])
+                raise TableError(f"{where}: row {i}, column '{spec['name']}': expected a list of operation records")
         if not spec.get("nullable", False) and s.isna().any():
             i = int(np.flatnonzero(s.isna().to_numpy())[0])
             raise TableError(f"{where}: row {i}, column '{spec['name']}': null in a non-nullable column")
@@ -378,9 +392,13 @@ def arrow_schema(schema: dict) -> pa.Schema:
     )
 
 
-def write_table(df: pd.DataFrame, schema: dict, path: str | Path) -> None:
-    """Check ``df`` against ``schema`` and write it atomically as parquet with the schema's exact types."""
+def write_table(df: pd.DataFrame, schema: dict, path: str | Path, metadata: dict | None = None) -> None:
+    """Check ``df`` against ``schema`` and write it atomically as parquet with the schema's exact types;
+    ``metadata`` (str -> str) is added to the parquet schema metadata (see ``core.paths``)."""
     check_frame(df, schema, f"table {Path(path).name}")
     table = pa.Table.from_pandas(df.reset_index(drop=True), schema=arrow_schema(schema), preserve_index=False)
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                               **{k.encode(): v.encode() for k, v in metadata.items()}})
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")

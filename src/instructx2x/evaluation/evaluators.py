@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from instructx2x.core.errors import InputError, MissingInput
+from instructx2x.core.paths import read_parquet
 from instructx2x.evaluation.labels import FINDINGS, RACES, pair_targets
 from instructx2x.core.io import atomic_path, write_json
 
@@ -226,7 +227,7 @@ def train_evaluator(instructions_path, studies_path, patients_path, admissions_p
     (or, if it has no images, on a seeded 20% of the train images kept out of training)."""
     from instructx2x.evaluation import metrics as M
 
-    ins = pd.read_parquet(instructions_path)
+    ins = read_parquet(instructions_path)  # image paths resolved (core.paths)
     tables = [pd.read_parquet(p) for p in (studies_path, patients_path, admissions_path)]
     kw = dict(uncertain=uncertain, missing=missing, race_rule=race_rule)
     train_df = training_images(ins, *tables, splits=["train"], **kw)

@@ -22,6 +22,7 @@ import pandas as pd
 
 from instructx2x.evaluation.metrics import PAPER_TABLE2
 from instructx2x.core.io import write_text
+from instructx2x.core.paths import read_parquet
 
 log = logging.getLogger(__name__)
 ROW_LABELS = {"real": "Real current images (ceiling)", "input": "Unedited input (floor)",
@@ -301,7 +302,7 @@ def build_report(out_html, *, metrics_path, table1_csv=None, loss_csv=None, mont
     if loss_csv and Path(loss_csv).exists():
         loss = f'<img class="fig" alt="loss curve" src="data:image/png;base64,{base64.b64encode(loss_curve_png(loss_csv)).decode()}">'
     t1 = _table(pd.read_csv(table1_csv), "table1") if table1_csv and Path(table1_csv).exists() else _na("Table 1")
-    gallery = gallery_html(pd.read_parquet(records_path), n_gallery) if records_path and Path(records_path).exists() else _na("gallery")
+    gallery = gallery_html(read_parquet(records_path), n_gallery) if records_path and Path(records_path).exists() else _na("gallery")
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>InstructX2X report</title>",
         f"<style>{CSS}</style></head><body><h1>InstructX2X reproduction report</h1>",

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from instructx2x.core.paths import read_parquet
+
 log = logging.getLogger(__name__)
 VARIANTS = (
     ("severity", "Add a small left pleural effusion"),
@@ -39,7 +41,7 @@ def variations_figure(records_path, model_dir, masks_path, out_png, *, rse_cfg: 
     from instructx2x.inference.rse import RegionSpecificEditPipeline
 
     torch.set_num_threads(1)
-    rec = pd.read_parquet(records_path)
+    rec = read_parquet(records_path)  # file paths resolved (core.paths)
     ok = rec[(rec["mode"] == "rse") & (rec["status"] == "ok")].sort_values("pair_id", kind="stable")
     if ok.empty:
         raise ValueError(f"{records_path}: no pair edited successfully in mode rse; nothing to vary")

@@ -199,6 +199,9 @@ class RegionSpecificEditPipeline:
     @torch.no_grad()
     def encode_prompt(self, instruction: str) -> torch.Tensor:
         """[text, empty] embeddings, tokenised exactly as the diffusers pipeline does."""
+        from instructx2x.model.tokenizer import check_length
+
+        check_length(self.tokenizer, [instruction])  # an over-long instruction is refused, never cut
         tok = self.tokenizer([instruction, ""], padding="max_length", max_length=self.tokenizer.model_max_length,
                              truncation=True, return_tensors="pt")
         attn = None

@@ -193,7 +193,9 @@ def load_gallery(source, size: int = 12, max_pixels: int = 4096 * 4096) -> list[
         files = sorted(p for p in source.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".dcm"))
         entries = [(p, "") for p in files]
     elif source.is_file():
-        df = pd.read_parquet(source)
+        from instructx2x.core.paths import read_parquet
+
+        df = read_parquet(source)  # image paths relative to the results directory come back absolute
         if "split" in df.columns:
             df = df[df["split"].isin(["test", "holdout"])]
         df = df.sort_values("pair_id", kind="stable") if "pair_id" in df.columns else df

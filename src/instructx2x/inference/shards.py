@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from instructx2x.core.io import write_parquet
+from instructx2x.core.paths import read_parquet, relativise, table_results_dir
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +35,35 @@ RECORD_COLUMNS = (
 )
 
 
+PATH_COLUMNS = ("input_path", "target_path", "edited_path", "guidance_path", "guidance_png_path", "mask_path",
+                "overlay_path")
+
+
+def _relative(df, results_dir, out_path):
+    """(table, path, metadata) for write_parquet: file paths relative to the results directory (core.paths)."""
+    table, meta = relativise(df, PATH_COLUMNS, results_dir, out_path)
+    return table, out_path, meta
+
+
+def operations_text(value) -> str:
+    from instructx2x.instructions.operation import operations_text as text
+
+    return text(value)
+
+
+def load_operation_dicts(value) -> list[dict]:
+    from instructx2x.instructions.operation import load_operation_dicts as dicts
+
+    return dicts(value)
+
+
 def pair_seed(pair_id: str, seed: int, offset: int = 0) -> int:
     return (int(seed) + int(offset) + zlib.crc32(str(pair_id).encode())) % (2**31 - 1)
 
 
 def read_instructions(path, splits) -> pd.DataFrame:
     """The pairs to edit, in a fixed order; fails at once naming a missing column."""
-    df = pd.read_parquet(path)
+    df = read_parquet(path)  # image paths resolved against the results directory (core.paths)
     missing = [c for c in INSTRUCTION_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: missing column(s) {missing}; expected {list(INSTRUCTION_COLUMNS)} (docs/interfaces.md)")
@@ -62,7 +85,7 @@ def _record(row, mode, **extra) -> dict:
         input_path=str(row["past_image"]),
         target_path=str(row["current_image"]) if "current_image" in row and pd.notna(row["current_image"]) else None,
         instruction=str(row["instruction"]),
-        operations=str(row["operations"]),
+        operations=operations_text(row["operations"]),
     )
     rec.update(extra)
     return rec
@@ -105,7 +128,7 @@ def run_shard(instructions_path, model_dir, masks_path, out_paths: dict, images_
         s = pair_seed(row["pair_id"], seed, rse_cfg.get("seed_offset", 0))
         try:
             image = read_gray(row["past_image"])
-            operations = json.loads(row["operations"]) if isinstance(row["operations"], str) else list(row["operations"])
+            operations = load_operation_dicts(row["operations"])
         except Exception as err:  # a bad item: set aside, the run goes on
             for mode in out_paths:
                 records[mode].append(_record(row, mode, status="failed", reason=f"unreadable input: {err}", seed=s))
@@ -125,8 +148,9 @@ def run_shard(instructions_path, model_dir, masks_path, out_paths: dict, images_
                 categories=json.dumps(rec["categories"]),
             ))
         log.info("shard %d: %d/%d pairs (%.1f s)", shard, i + 1, len(df), time.time() - t0)
+    root = table_results_dir(instructions_path)
     for mode, path in out_paths.items():
-        write_parquet(_typed(records[mode]), path)
+        write_parquet(*_relative(_typed(records[mode]), root, path))
     return {mode: len(r) for mode, r in records.items()}
 
 
@@ -134,7 +158,7 @@ def merge_records(shard_paths, out_path, ledger_path, counts_path) -> pd.DataFra
     """Join the shard tables into ``records.parquet``; failed pairs go to the ledger."""
     from instructx2x.core.ledger import Ledger
 
-    df = pd.concat([pd.read_parquet(p) for p in shard_paths], ignore_index=True)
+    df = pd.concat([read_parquet(p) for p in shard_paths], ignore_index=True)
     df = df.sort_values(["mode", "pair_id"], kind="stable").reset_index(drop=True)
     ledger = Ledger("inference")
     for mode, sub in df.groupby("mode", sort=True):
@@ -148,6 +172,6 @@ def merge_records(shard_paths, out_path, ledger_path, counts_path) -> pd.DataFra
             ledger.count("rse_region_from_masks", len(ok_rows), len(ok_rows) - n_fallback,
                          "edits confined to a pseudo/user mask; the rest fell back to the full image (records.mask_detail)")
     ok = df[df["status"] == "ok"].reset_index(drop=True)
-    write_parquet(ok, out_path)
+    write_parquet(*_relative(ok, table_results_dir(shard_paths[0]) if len(shard_paths) else None, out_path))
     ledger.write(ledger_path, counts_path)
     return ok

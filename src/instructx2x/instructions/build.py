@@ -15,12 +15,13 @@ import pandas as pd
 
 from instructx2x.core.io import write_text
 from instructx2x.core.ledger import Ledger
+from instructx2x.core.paths import read_parquet, relativise, table_results_dir
 from instructx2x.core.tableschema import TableError, load_schema, write_table
 
 from .attributes import ReportExtractor, attach_attributes, keyinfo_lookup, level_hints, question_lookup
 from .difference_parser import UnparseableAnswer, parse_difference
 from .grammar import render_instruction
-from .operation import operations_from_json, operations_json
+from .operation import operations_from_json, operations_records
 from .splits import assign_splits
 from .table1 import table1, to_markdown
 
@@ -66,7 +67,7 @@ def build_operations(vqa_path, diseases_path, reports_path, out_path, ledger_pat
                                                  diff["split"].to_numpy(), diff["answer"].to_numpy()):
         cur, past = int(cur), int(past)
         row = {"pair_id": str(pid), "subject_id": int(subj), "current_study_id": cur, "past_study_id": past,
-               "vqa_split": str(split), "answer": str(ans), "status": "ok", "reason": "", "operations": "[]",
+               "vqa_split": str(split), "answer": str(ans), "status": "ok", "reason": "", "operations": [],
                "n_ops": 0, "instruction": None}
         try:
             names = _change_names(ans)
@@ -110,7 +111,7 @@ def build_operations(vqa_path, diseases_path, reports_path, out_path, ledger_pat
     for r in rows:
         ops = r.pop("_ops", None)
         if ops:
-            r["operations"] = operations_json(ops)
+            r["operations"] = operations_records(ops)
             r["n_ops"] = len(ops)
             r["instruction"] = render_instruction(ops)
     cols = [c["name"] for c in load_schema("instruction_operations")["columns"]]
@@ -139,15 +140,19 @@ def _change_names(answer) -> list[str]:
 
 
 def build_instructions(operations_path, accepted_path, studies_path, out_path, table1_csv, table1_md,
-                       ledger_path, counts_path, split_settings: dict, seed: int, pairs_path=None) -> pd.DataFrame:
-    """Join parsed operations with the accepted pairs; patient-wise splits; Table 1.
+                       ledger_path, counts_path, split_settings: dict, seed: int, pairs_path=None,
+                       results_dir=None) -> pd.DataFrame:
+    """Join parsed operations with the accepted pairs; patient-wise splits (``splits.assign_splits``:
+    by a hash of subject_id and seed, so a gate change moves no patient); Table 1.
 
     ``pairs_path`` (``pairs/pairs.parquet``, optional) supplies the image ids and the chronology flag
-    when the accepted-pairs table does not carry them."""
+    when the accepted-pairs table does not carry them. Image paths are written relative to the results
+    directory (``results_dir``, else the accepted table's own, ``core.paths``)."""
     ledger = Ledger(f"{STAGE}_join")
     ops = _read(operations_path, ["pair_id", "subject_id", "current_study_id", "past_study_id", "status",
                                   "operations", "n_ops", "instruction"])
-    acc = _read(accepted_path, ["pair_id", "aligned_current_path", "past_path"])
+    acc = read_parquet(accepted_path)
+    require_columns(acc, accepted_path, ["pair_id", "aligned_current_path", "past_path"])
     ok = ops[ops["status"] == "ok"]
     merged = ok.merge(acc.drop(columns=[c for c in ("subject_id", "current_study_id", "past_study_id")
                                         if c in acc.columns]), on="pair_id", how="inner", validate="one_to_one")
@@ -185,10 +190,12 @@ def build_instructions(operations_path, accepted_path, studies_path, out_path, t
         "past_image": merged["past_path"].astype(str),
         "current_image": merged["aligned_current_path"].astype(str),
         "instruction": merged["instruction"].astype(str),
-        "operations": merged["operations"].astype(str),
+        "operations": pd.Series([_records(v) for v in merged["operations"]], index=merged.index, dtype=object),
         "n_ops": merged["n_ops"].astype("int64"),
     }).sort_values("pair_id", kind="stable").reset_index(drop=True)
-    write_table(out, load_schema("instructions"), out_path)
+    root = results_dir if results_dir is not None else table_results_dir(accepted_path)
+    table, meta = relativise(out, ["past_image", "current_image"], root, out_path)
+    write_table(table, load_schema("instructions"), out_path, metadata=meta)
     t = table1(out)
     with open(Path(table1_csv).with_name(f".{Path(table1_csv).name}.tmp"), "w") as fh:
         t.to_csv(fh, index=False)
@@ -198,37 +205,131 @@ def build_instructions(operations_path, accepted_path, studies_path, out_path, t
     return out
 
 
+def _records(value) -> list[dict]:
+    """A parquet ``operations`` cell (list of structs, or legacy JSON text) as a list of plain dicts."""
+    return operations_records(operations_from_json(value))
+
+
 def _opt_str(df, col):
     if col not in df.columns:
         return pd.Series([None] * len(df), index=df.index, dtype=object)
     return df[col].map(lambda v: None if v is None or (isinstance(v, float) and v != v) else str(v))
 
 
-def export_authors_layout(instructions_path, out_dir) -> int:
-    """The authors' training layout: ``instructions.csv`` (split,current_dicom_id,past_dicom_id,instruction,
-    values = image file names) with ``past/`` and ``current/`` folders (hard links where possible).
-    File names are ``<pair_id>.png`` because the aligned current image belongs to one pair."""
-    df = pd.read_parquet(instructions_path)
+# our split -> (dataset folder under the export, split name the authors' loader reads)
+AUTHORS_SPLITS = {"train": (".", "train"), "val": (".", "val"), "test": (".", "test"), "holdout": ("holdout", "test")}
+AUTHORS_COLUMNS = ["split", "current_dicom_id", "past_dicom_id", "instruction"]
+
+
+def export_authors_layout(instructions_path, out_dir) -> dict:
+    """The authors' training layout (data-contract §8; ``x2x_dataset.EditDataset(path, split)`` opens
+    ``<path>/current/<current_dicom_id>`` and ``<path>/past/<past_dicom_id>`` and keeps the rows whose
+    ``split`` equals its ``split`` argument, ``train``/``val``/``test``):
+
+    - ``OUT/instructions.csv`` (split,current_dicom_id,past_dicom_id,instruction) with our train/val/test
+      rows, ``OUT/past/<dicom_id>`` and ``OUT/current/<dicom_id>``;
+    - ``OUT/holdout/`` the same layout for the p19 holdout cohort, its rows with split ``test`` (a name
+      their loader accepts: ``EditDatasetEval("OUT/holdout", split="test")``);
+    - ``OUT/README.md``: the mapping, the counts, and the rows left out (``OUT/excluded.csv`` with reasons).
+
+    The id columns hold the real MIMIC-CXR ``dicom_id``s and each image file is named exactly by its
+    id (no extension: the loader opens the column value as the file name; the content is PNG, which PIL
+    recognises). The current image is the registered (aligned) one, so a current ``dicom_id`` registered
+    onto two different past images cannot be named by its id twice: the second pair is excluded, as is
+    a pair without ids. Files are hard links where possible. Returns the counts per exported split."""
+    df = read_parquet(instructions_path)
     out = Path(out_dir)
-    for sub in ("past", "current"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    rows = []
-    for r in df.itertuples(index=False):
-        name = f"{r.pair_id}.png"
+    rows: dict[str, list] = {}
+    excluded = []
+    used: dict[tuple, str] = {}  # (folder, sub, dicom_id) -> source file
+    for r in df.sort_values("pair_id", kind="stable").itertuples(index=False):
+        folder, split = AUTHORS_SPLITS.get(str(r.split), (None, None))
+        ids = {"past": r.past_dicom_id, "current": r.current_dicom_id}
+        if folder is None:
+            excluded.append((r.pair_id, r.split, "unknown split", f"split {r.split!r} has no place in the authors' layout"))
+            continue
+        if any(v is None or (isinstance(v, float) and v != v) or not str(v) for v in ids.values()):
+            excluded.append((r.pair_id, r.split, "no dicom_id", "no dicom_id for the past or current image"))
+            continue
+        clash = None
         for sub, src in (("past", r.past_image), ("current", r.current_image)):
-            dst = out / sub / name
+            prev = used.get((folder, sub, str(ids[sub])))
+            if prev is not None and prev != src and not _same_bytes(prev, src):
+                clash = f"{sub} dicom_id {ids[sub]} already exported with another {sub} image (pair registered twice)"
+        if clash:
+            excluded.append((r.pair_id, r.split, "dicom_id clash", clash))
+            continue
+        for sub, src in (("past", r.past_image), ("current", r.current_image)):
+            key = (folder, sub, str(ids[sub]))
+            if key in used:
+                continue
+            dst = out / folder / sub / str(ids[sub])
+            dst.parent.mkdir(parents=True, exist_ok=True)
             if dst.exists():
                 dst.unlink()
             try:
                 os.link(src, dst)
             except OSError:
                 shutil.copyfile(src, dst)
-        rows.append({"split": r.split, "current_dicom_id": name, "past_dicom_id": name, "instruction": r.instruction})
-    pd.DataFrame(rows, columns=["split", "current_dicom_id", "past_dicom_id", "instruction"]).to_csv(
-        out / "instructions.csv", index=False)
-    return len(rows)
+            used[key] = src
+        rows.setdefault(folder, []).append({"split": split, "current_dicom_id": str(ids["current"]),
+                                            "past_dicom_id": str(ids["past"]), "instruction": r.instruction})
+    counts = {}
+    for folder in sorted({f for f, _ in AUTHORS_SPLITS.values()}):
+        table = pd.DataFrame(rows.get(folder, []), columns=AUTHORS_COLUMNS)
+        (out / folder).mkdir(parents=True, exist_ok=True)
+        write_text(table.to_csv(index=False), out / folder / "instructions.csv")
+        for split, n in table["split"].value_counts().sort_index().items():
+            counts[f"{folder}/{split}" if folder != "." else split] = int(n)
+    ex = pd.DataFrame(excluded, columns=["pair_id", "split", "kind", "reason"])
+    write_text(ex.to_csv(index=False), out / "excluded.csv")
+    write_text(_authors_readme(counts, ex), out / "README.md")
+    return counts
 
 
-def load_operations(text: str):
-    """Operations of one row's ``operations`` column."""
+def _same_bytes(a, b) -> bool:
+    try:
+        return Path(a).read_bytes() == Path(b).read_bytes()
+    except OSError:
+        return False
+
+
+def _authors_readme(counts: dict, excluded: pd.DataFrame) -> str:
+    lines = [
+        "# MIMIC-EDIT-INSTRUCTION in the authors' layout",
+        "",
+        "Written by `instructx2x` (rule `instructions_export`, `instructions.build.export_authors_layout`) for the",
+        "authors' loader `x2x_dataset.EditDataset(path, split)` (repository hgminn/InstructX2X), which reads",
+        "`<path>/instructions.csv` (columns `split,current_dicom_id,past_dicom_id,instruction`), keeps the rows",
+        "whose `split` equals its `split` argument and opens `<path>/current/<current_dicom_id>` and",
+        "`<path>/past/<past_dicom_id>`.",
+        "",
+        "- Id columns hold the real MIMIC-CXR `dicom_id`s; each image file is named exactly by its id (no",
+        "  extension; PNG content, which PIL recognises). `current/` holds the current image registered onto",
+        "  the past one, `past/` the past image, both at the pipeline's working resolution.",
+        "- Splits (patient-wise; `instructions/instructions.parquet` has ours):",
+        "",
+        "| our split | dataset path | `split` value | rows |",
+        "|---|---|---|---|",
+    ]
+    for ours, (folder, theirs) in AUTHORS_SPLITS.items():
+        key = theirs if folder == "." else f"{folder}/{theirs}"
+        where = "`.`" if folder == "." else f"`{folder}/`"
+        lines.append(f"| {ours} | {where} | `{theirs}` | {counts.get(key, 0)} |")
+    lines += [
+        "",
+        "The p19 holdout cohort is a dataset of its own in `holdout/`, with split `test`, because the loader",
+        "and its configs know only `train`, `val` and `test`: evaluate it with",
+        '`EditDatasetEval("<this folder>/holdout", split="test")` (or `EditDataset(..., split="test")`).',
+        "",
+        f"Rows left out: {len(excluded)} (`excluded.csv`, with the reason of each)"
+        + (": " + ", ".join(f"{k}: {v}" for k, v in excluded["kind"].value_counts().sort_index().items())
+           if len(excluded) else "."),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def load_operations(text):
+    """Operations of one row's ``operations`` column (a list of structs, or legacy JSON text)."""
     return operations_from_json(text)

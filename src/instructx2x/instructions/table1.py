@@ -17,8 +17,8 @@ def table1(instructions: pd.DataFrame) -> pd.DataFrame:
     for split in list(SPLITS) + ["all"]:
         df = instructions if split == "all" else instructions[instructions["split"] == split]
         counts = {k: 0 for k, _ in OP_LABELS}
-        for text in df["operations"]:
-            for o in json.loads(text):
+        for cell in df["operations"]:
+            for o in (json.loads(cell) if isinstance(cell, str) else cell):
                 counts[o["op"]] += 1
         total = sum(counts.values())
         row = {"split": split, "samples": int(len(df))}

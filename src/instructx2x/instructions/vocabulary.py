@@ -5,18 +5,21 @@
 * ``canonical_finding(text)``: official name for an official name or a report synonym (case,
   hyphens and extra spaces ignored), else None.
 * ``LEVELS`` / ``is_level(text)``: level words; a severity is one or more level entries joined by a space.
-* ``normalise_location(text)``: ``position_change.csv`` rules (``left-sided``->``left``, ``left base``->
-  ``left lung base``, ``lobe``->``lung``, ``mid ``->``middle ``), without a leading ``the`` or a
-  trailing ``area``/``region``/``side``.
+* ``normalise_location(text)``: the canonical text of the (side, zone) a phrase names, from the table
+  ``data/locations.csv`` (side x zone, compound zones such as ``middle to lower``, ``bibasilar``,
+  ``perihilar``) and ``data/location_words.csv`` (side words, nouns, hedges); it covers the
+  ``position_change.csv`` rules (``left-sided``->``left``, ``left base``->``left lung base``,
+  ``lobe``->``lung``, ``mid``->``middle``) and is idempotent.
 * ``finding_category(finding)``: one of the 8 MS-CXR categories or None.
-* ``location_side_zone(location)``: (side in left/right/bilateral/None, zone in
-  apical/upper/middle/lower/basal/None).
+* ``location_side_zone(location)``: (side in left/right/bilateral/None, zone in ``ZONES``/None).
 """
 
 from __future__ import annotations
 
+import csv
 import re
 from functools import lru_cache
+from pathlib import Path
 
 # official_name -> report-text synonyms (disease_lib.csv), in file order.
 DISEASE_SYNONYMS: dict[str, tuple[str, ...]] = {
@@ -76,11 +79,6 @@ TYPES: tuple[str, ...] = (
     "interstitial", "layering", "dense", "parenchymal", "compressive", "obstructive", "linear",
     "plate-like", "patchy", "ground-glass", "calcified", "scattered", "focal", "multifocal", "multi-focal",
 )
-# Adjective-like location words: a location made only of these is rendered before the finding.
-LOCATION_ADJECTIVES = frozenset({
-    "left", "right", "retrocardiac", "pericardial", "bibasilar", "bilateral", "basilar",
-    "apicolateral", "basal", "apical", "upper", "lower", "middle", "medial", "to",
-})
 
 MSCXR_CATEGORIES: tuple[str, ...] = (
     "Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Lung Opacity", "Pleural Effusion",
@@ -111,19 +109,17 @@ _SYNONYM_TO_OFFICIAL.update({
     "enlarged heart": "cardiomegaly", "enlarged cardiac silhouette": "enlargement of the cardiac silhouette",
     "opacity": "lung opacity", "opacities": "lung opacity", "airspace opacity": "lung opacity",
     "pneumothoraces": "pneumothorax", "consolidations": "consolidation",
+    "oedema": "edema", "pulmonary oedema": "edema", "ptx": "pneumothorax", "pleural fluid": "pleural effusion",
+    "heart enlargement": "cardiomegaly", "cardiac enlargement": "cardiomegaly", "big heart": "cardiomegaly",
+    "enlarged heart silhouette": "enlargement of the cardiac silhouette", "infiltrate": "lung opacity",
+    "infiltrates": "lung opacity", "airspace disease": "lung opacity", "lung opacities": "lung opacity",
+    "pulmonary vascular congestion": "vascular congestion", "congestion": "vascular congestion",
+    "atelectases": "atelectasis", "collapse": "atelectasis", "pneumonias": "pneumonia", "fractures": "fracture",
+    "hiatal hernia": "hernia", "heart": "cardiomegaly", "heart size": "cardiomegaly",
+    "cardiac silhouette": "enlargement of the cardiac silhouette",
 })
 # longest first, so `pleural effusion` wins over `effusion`
 FINDING_PHRASES: tuple[str, ...] = tuple(sorted(_SYNONYM_TO_OFFICIAL, key=lambda s: (-len(s.split()), -len(s), s)))
-
-_SIDE_WORDS = {"left": "left", "right": "right", "bilateral": "bilateral", "bibasilar": "bilateral",
-               "both": "bilateral", "bases": "bilateral", "lungs": "bilateral"}
-_ZONE_WORDS = {
-    "apical": "apical", "apex": "apical", "apices": "apical", "apicolateral": "apical",
-    "upper": "upper", "middle": "middle", "mid": "middle", "lower": "lower",
-    "basal": "basal", "base": "basal", "bases": "basal", "basilar": "basal", "bibasilar": "basal",
-    "retrocardiac": "lower",
-}
-
 
 def clean(text: str) -> str:
     """Lower case, single spaces, no surrounding punctuation."""
@@ -173,39 +169,128 @@ def _normalise_level_str(text: str) -> str | None:
     return t or None
 
 
-_POSITION_CHANGE = (("mid ", "middle "), ("lobes", "lungs"), ("lobe", "lung"), ("left base", "left lung base"),
-                    ("right base", "right lung base"), ("region", "area"), ("left-sided", "left"),
-                    ("right-sided", "right"), ("left sided", "left"), ("right sided", "right"))
+# ---------------------------------------------------------------- locations (data/locations.csv)
+# A location is (side, zone): side in left/right/bilateral/None, zone one of the table's zones
+# (simple: apical/upper/middle/lower/basal; compound: `upper to middle`, `middle to lower`, `medial
+# basal`; others: perihilar, retrocardiac, costophrenic, pleural, pericardial, hemithorax, rib, soft
+# tissues) or None. Its text is the table's canonical string for (side, zone); every phrase of the
+# table (and data/location_words.csv) reads back to its (side, zone), so normalising is idempotent.
+_DATA = Path(__file__).with_name("data")
+SIDES: tuple[str | None, ...] = (None, "left", "right", "bilateral")
+_SIDE_COLUMNS = {"none": None, "left": "left", "right": "right", "bilateral": "bilateral"}
 
 
-def normalise_location(text) -> str | None:
-    """Normalised location string (None for empty). Accepts a list of words or a phrase."""
+def _load_location_tables():
+    canonical: dict[tuple, str] = {}
+    phrases: dict[tuple[str, ...], tuple] = {}
+    zones: list[str] = []
+    with open(_DATA / "locations.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            zone = row["zone"] or None
+            if zone is not None:
+                zones.append(zone)
+            for col, side in _SIDE_COLUMNS.items():
+                if row[col]:
+                    canonical[(side, zone)] = row[col]
+            for item in filter(None, row["phrases"].split(";")):
+                phrase, _, implied = item.partition("=")
+                phrases[tuple(phrase.split())] = ("zone", zone, implied or None)
+    with open(_DATA / "location_words.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            kind, _, value = row["meaning"].partition("=")
+            kind, weak = (kind[:-1], True) if kind.endswith("~") else (kind, False)
+            phrases[tuple(row["phrase"].split())] = (kind, value or None, weak)
+    return canonical, phrases, tuple(zones)
+
+
+LOCATION_TABLE, _LOCATION_PHRASES, ZONES = _load_location_tables()
+CANONICAL_LOCATIONS: tuple[str, ...] = tuple(LOCATION_TABLE[k] for k in LOCATION_TABLE if k != (None, None))
+_PHRASE_MAXLEN = max(len(p) for p in _LOCATION_PHRASES)
+# simple zones met together -> the compound zone of the table
+_COMPOUND = {frozenset({"upper", "middle"}): "upper to middle", frozenset({"middle", "lower"}): "middle to lower",
+             frozenset({"lower", "basal"}): "basal", frozenset({"upper", "lower"}): "upper and lower", frozenset({"apical", "upper"}): "apical"}
+_GENERIC_ZONES = ("pleural", "hemithorax")
+# all words that may appear in a location (typed or canonical)
+LOCATION_VOCAB: frozenset = frozenset(
+    w for p in _LOCATION_PHRASES for w in p) | frozenset(w for t in CANONICAL_LOCATIONS for w in t.split()) | {"and", "to"}
+# Adjective-like location words: a location made only of these is rendered before the finding.
+LOCATION_ADJECTIVES = frozenset({"left", "right", "bilateral", "bibasilar", "apical", "basal", "perihilar",
+                                 "retrocardiac", "pleural", "pericardial"})
+
+
+def _location_words(text: str) -> list[str]:
+    return re.findall(r"[a-z]+", clean(text).replace("-", " "))
+
+
+def parse_location(text) -> tuple[str | None, str | None, list[str]]:
+    """(side, zone, unknown words) of a location phrase, by the tables (longest phrase first)."""
     if text is None:
-        return None
+        return None, None, []
     if isinstance(text, (list, tuple)):
         text = " ".join(str(t) for t in text if t is not None)
-    return _normalise_location_str(text)
+    return _parse_location_str(str(text))
 
 
 @lru_cache(maxsize=65536)
-def _normalise_location_str(text: str) -> str | None:
-    t = clean(text)
-    if not t:
+def _parse_location_str(text: str):
+    words = _location_words(text)
+    explicit, weak, zones, unknown, medial = set(), set(), [], [], False
+    i = 0
+    while i < len(words):
+        for n in range(min(_PHRASE_MAXLEN, len(words) - i), 0, -1):
+            hit = _LOCATION_PHRASES.get(tuple(words[i:i + n]))
+            if hit is not None:
+                break
+        else:
+            if words[i] not in ("and", "to"):
+                unknown.append(words[i])
+            i += 1
+            continue
+        kind, value, extra = hit
+        if kind == "zone":
+            zones.append(value)
+            if extra:
+                weak.add(extra)
+        elif kind == "side":
+            (weak if extra else explicit).add(value)
+        elif kind == "modifier" and value == "medial":
+            medial = True
+        i += n
+    if "bilateral" in explicit or {"left", "right"} <= explicit:
+        side = "bilateral"
+    elif explicit:
+        side = explicit.pop()
+    elif weak:
+        side = "bilateral" if "bilateral" in weak or {"left", "right"} <= weak else weak.pop()
+    else:
+        side = None
+    zone = None
+    distinct = list(dict.fromkeys(z for z in zones if z is not None))
+    if len(distinct) > 1:
+        specific = [z for z in distinct if z not in _GENERIC_ZONES] or distinct
+        zone = _COMPOUND.get(frozenset(specific), specific[0])
+    elif distinct:
+        zone = distinct[0]
+    if medial and zone == "basal":
+        zone = "medial basal"
+    return side, zone, unknown
+
+
+def canonical_location(side, zone) -> str | None:
+    """The table's text of (side, zone); None for (None, None)."""
+    if side is None and zone is None:
         return None
-    t = " " + t + " "
-    for old, new in _POSITION_CHANGE:
-        t = t.replace(old, new)
-    t = t.replace(" lobe ", " lung ").replace(" lobes ", " lungs ")
-    words = t.split()
-    if words and words[0] == "the":
-        words = words[1:]
-    while words and words[-1] in ("area", "region", "side"):
-        words = words[:-1]
-    # `left lung` on its own means the side
-    out = " ".join(words)
-    if out in ("left lung", "right lung"):
-        out = out.split()[0]
-    return out or None
+    try:
+        return LOCATION_TABLE[(side, zone)]
+    except KeyError:
+        raise ValueError(f"no location ({side!r}, {zone!r}) in {_DATA / 'locations.csv'}") from None
+
+
+def normalise_location(text) -> str | None:
+    """Canonical location text (data/locations.csv) of a phrase or a list of words; None when it names no
+    side or zone. ``normalise_location(normalise_location(x)) == normalise_location(x)``."""
+    side, zone, _ = parse_location(text)
+    return canonical_location(side, zone)
 
 
 def finding_category(finding) -> str | None:
@@ -217,26 +302,12 @@ def finding_category(finding) -> str | None:
 
 
 def location_side_zone(location) -> tuple[str | None, str | None]:
-    """(side, zone) of a location: side in left/right/bilateral/None; zone in apical/upper/middle/lower/basal/None.
-
-    ``bibasilar``/``lung bases`` are bilateral and basal; ``mid to lower`` gives the first zone named.
-    """
+    """(side, zone) of a location: side in left/right/bilateral/None; zone one of ``ZONES`` (compound zones
+    such as ``middle to lower`` kept whole) or None. ``bibasilar``/``lung bases`` are bilateral and basal."""
     if not location:
         return None, None
-    words = clean(location).replace("-", " ").split()
-    sides = {_SIDE_WORDS[w] for w in words if w in _SIDE_WORDS}
-    if "left" in sides and "right" in sides:
-        side = "bilateral"
-    elif "left" in sides:
-        side = "left"
-    elif "right" in sides:
-        side = "right"
-    elif "bilateral" in sides:
-        side = "bilateral"
-    else:
-        side = None
-    zones = [_ZONE_WORDS[w] for w in words if w in _ZONE_WORDS]
-    return side, (zones[0] if zones else None)
+    side, zone, _ = parse_location(location)
+    return side, zone
 
 
 _SWAP = {"left": "right", "right": "left", "Left": "Right", "Right": "Left", "LEFT": "RIGHT", "RIGHT": "LEFT"}

@@ -1,4 +1,4 @@
-"""A CLIPTokenizer built offline from the instruction vocabulary.
+"""A CLIPTokenizer built offline from the instruction vocabulary; instruction length checks.
 
 CLIP's tokenizer is byte-pair encoding: ``vocab.json`` (token -> id) and ``merges.txt`` (merge
 rules). We write both ourselves: every lower-case letter/digit/punctuation character (so any
@@ -13,6 +13,8 @@ import json
 import re
 import string
 from pathlib import Path
+
+from instructx2x.core.errors import InputError
 
 SPECIAL = ["<|startoftext|>", "<|endoftext|>"]
 CHARS = list(string.ascii_lowercase + string.digits + ".,'-/")
@@ -65,6 +67,33 @@ def _bpe(word: str, ranks: dict) -> list[str]:
                 i += 1
         toks = out
     return toks
+
+
+class InstructionTooLong(InputError):
+    """An instruction with more tokens than the text encoder reads: refused, never silently cut."""
+
+
+def token_counts(tokenizer, texts) -> list[int]:
+    """Tokens of each text as the model reads it (start and end tokens included), without truncation."""
+    return [len(ids) for ids in tokenizer(list(texts), truncation=False)["input_ids"]]
+
+
+def too_long(tokenizer, texts) -> list[tuple[str, int]]:
+    """(text, tokens) of every text longer than ``tokenizer.model_max_length``."""
+    texts = list(texts)
+    limit = int(tokenizer.model_max_length)
+    return [(t, n) for t, n in zip(texts, token_counts(tokenizer, texts)) if n > limit]
+
+
+def check_length(tokenizer, texts, where: str = "instruction") -> None:
+    """Raise ``InstructionTooLong`` naming each over-long text, its token count and the limit."""
+    bad = too_long(tokenizer, texts)
+    if bad:
+        limit = int(tokenizer.model_max_length)
+        shown = "; ".join(f"{n} tokens: {t[:80]!r}{'...' if len(t) > 80 else ''}" for t, n in bad[:3])
+        more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+        raise InstructionTooLong(f"{len(bad)} {where}(s) longer than the text encoder's {limit} tokens "
+                                 f"(it would cut them): {shown}{more}; shorten them or use a model with a longer limit")
 
 
 def build_tokenizer(words, max_length: int, workdir):

@@ -7,6 +7,7 @@ import pandas as pd
 
 from instructx2x.core.images import read_gray
 from instructx2x.core.io import atomic_path
+from instructx2x.core.paths import read_parquet
 
 
 def _checkerboard(a: np.ndarray, b: np.ndarray, tiles: int = 8) -> np.ndarray:
@@ -24,7 +25,7 @@ def montage(registration_path, fates_path, out_path, *, per_group: int = 4) -> N
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    reg = pd.read_parquet(registration_path).set_index("pair_id")
+    reg = read_parquet(registration_path).set_index("pair_id")  # image paths resolved (core.paths)
     fates = pd.read_parquet(fates_path)
     registered = fates[(fates["stage"] == "registration_gate")]
     kept = registered[registered["fate"] == "kept"].head(per_group)

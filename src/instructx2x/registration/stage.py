@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from instructx2x.core.io import write_parquet
+from instructx2x.core.paths import read_parquet, relativise, table_results_dir
 from instructx2x.core.ledger import Ledger, read_ledger
 from instructx2x.core.images import UnreadableImage
 from instructx2x.registration.algorithm import RegistrationSettings, UnusableImage, register_files, save_png, shard_of
@@ -36,6 +37,15 @@ RESULT_COLUMNS = [
 FLOAT_COLUMNS = ["mi", "angle_rad", "scale", "tx", "ty", "center_x", "center_y", "mirror_mi", "ncc", "structure_ncc"]
 
 
+IMAGE_COLUMNS = ("aligned_current_path", "past_path")
+
+
+def _relative(df, results_dir, out_path):
+    """(table, path, metadata) for write_parquet: image paths relative to the results directory."""
+    table, meta = relativise(df, IMAGE_COLUMNS, results_dir, out_path)
+    return table, out_path, meta
+
+
 def _empty_row(pair_id, shard, resolution, reason):
     row = {c: np.nan for c in FLOAT_COLUMNS}
     row.update(pair_id=pair_id, shard=shard, status="failed", resolution=resolution,
@@ -43,7 +53,8 @@ def _empty_row(pair_id, shard, resolution, reason):
     return row
 
 
-def register_shard(pairs_path, shard: int, shards: int, settings: RegistrationSettings, images_dir, out_path) -> pd.DataFrame:
+def register_shard(pairs_path, shard: int, shards: int, settings: RegistrationSettings, images_dir, out_path,
+                   results_dir=None) -> pd.DataFrame:
     pairs = pd.read_parquet(pairs_path)
     require_columns(pairs, ("pair_id", "current_image_path", "past_image_path"), pairs_path)
     mine = pairs[[shard_of(p, shards) == shard for p in pairs["pair_id"]]].sort_values("pair_id")
@@ -79,18 +90,20 @@ def register_shard(pairs_path, shard: int, shards: int, settings: RegistrationSe
     out[FLOAT_COLUMNS] = out[FLOAT_COLUMNS].astype("float64")
     out["shard"] = out["shard"].astype("int64")
     out["resolution"] = out["resolution"].astype("int64")
-    write_parquet(out, out_path)
+    table, meta = relativise(out, IMAGE_COLUMNS, results_dir, out_path)  # paths relative to the results dir
+    write_parquet(table, out_path, metadata=meta)
     return out
 
 
 def gather(shard_paths, out_path, *, ledger_path=None, counts_path=None) -> pd.DataFrame:
-    parts = [pd.read_parquet(p) for p in shard_paths]
+    parts = [read_parquet(p) for p in shard_paths]
     for p, df in zip(shard_paths, parts):
         require_columns(df, RESULT_COLUMNS, p)
     df = pd.concat(parts, ignore_index=True).sort_values("pair_id", kind="stable").reset_index(drop=True)
     if df["pair_id"].duplicated().any():
         raise ValueError(f"pair_id appears in several shards: {df.loc[df['pair_id'].duplicated(), 'pair_id'].tolist()[:5]}")
-    write_parquet(df, out_path)
+    root = table_results_dir(shard_paths[0]) if len(shard_paths) else None
+    write_parquet(*_relative(df, root, out_path))
     ledger = Ledger("registration")
     for r in df[df["status"] != "ok"].itertuples(index=False):
         reason, _, detail = r.reason.partition(": ")
@@ -105,13 +118,13 @@ def apply_gate(registration_path, pairs_ledger_path, accepted_path, fates_path, 
     """The gate over all registered pairs. With ``same_patient_action: flag`` a pair failing the
     same-patient check is kept: ``gate_flag`` in ``accepted_pairs.parquet``, a ledger line
     ``flagged: wrong patient suspected`` and its fate's detail say so."""
-    reg = pd.read_parquet(registration_path)
+    reg = read_parquet(registration_path)
     require_columns(reg, RESULT_COLUMNS, registration_path)
     records = reg.to_dict("records")
     reg["gate_reason"] = [gate_reason(r, gate) for r in records]
     reg["gate_flag"] = [gate_flag(r, gate) if r["status"] == "ok" else "" for r in records]
     accepted = reg[reg["gate_reason"] == ""].drop(columns=["gate_reason"])
-    write_parquet(accepted, accepted_path)
+    write_parquet(*_relative(accepted, table_results_dir(registration_path), accepted_path))
 
     ledger = Ledger("registration_gate")
     ok = reg[reg["status"] == "ok"]

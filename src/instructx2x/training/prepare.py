@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..model.build import build_tiny, load_pretrained, save_pipeline
-from ..model.tokenizer import instruction_words
+from ..model.tokenizer import check_length, instruction_words
 from .data import augment, load_image, read_instructions
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,7 @@ def prepare(instructions_path, out_dir, model_cfg: dict, seed: int, resolution: 
                             cfg["vae_kl_weight"], seed)
         info = {"source": "tiny", "vae_images": len(paths), "vae_first_mse": hist[0], "vae_last_mse": hist[-1],
                 "vae_seconds": round(time.time() - t0, 1)}
+    check_length(comps.tokenizer, df["instruction"].unique())  # over-long instructions: an error now, never cut
     for m in (comps.vae, comps.text_encoder):
         m.requires_grad_(False)
     save_pipeline(comps, out_dir)

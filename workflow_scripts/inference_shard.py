@@ -6,6 +6,7 @@ report_stage_errors()  # an expected error prints one line on the terminal, not 
 
 import logging
 import sys
+from pathlib import Path
 
 from instructx2x.inference.shards import run_shard
 
@@ -27,3 +28,4 @@ run_shard(
     threads=snakemake.threads,  # noqa: F821
     device="cuda" if snakemake.resources.get("gpu", 0) else "cpu",  # noqa: F821
 )
+Path(snakemake.output.images).mkdir(parents=True, exist_ok=True)  # noqa: F821  (a shard may have no pair to edit)

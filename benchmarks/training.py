@@ -105,17 +105,19 @@ def write_init_sd15(out: Path) -> Path:
 
 
 def write_latents(path: Path, n: int, latent_hw: int, seed: int = 0) -> Path:
-    """A latent cache with the layout of ``training/latents.py`` (all rows train: no validation)."""
+    """A latent cache in the layout of ``training/latents.py`` (all rows train: no validation);
+    ``path`` is its directory, the ``index.json`` inside is returned."""
     import torch
+
+    from instructx2x.training.latents import write_latents as write_cache
 
     g = torch.Generator().manual_seed(seed)
     shape = (n, 4, latent_hw, latent_hw)
     rows = [{"pair_id": f"p{i}", "split": "train", "copy": 0, "flip": False,
              "instruction": INSTRUCTIONS[i % len(INSTRUCTIONS)]} for i in range(n)]
-    torch.save({"rows": rows, "target_mean": torch.randn(shape, generator=g),
-                "target_std": 0.05 + 0.1 * torch.rand(shape, generator=g), "cond": torch.randn(shape, generator=g),
-                "scaling_factor": 0.5}, path)
-    return path
+    block = torch.stack([torch.randn(shape, generator=g), 0.05 + 0.1 * torch.rand(shape, generator=g),
+                         torch.randn(shape, generator=g)], dim=1)
+    return write_cache(path, rows, block.numpy(), 0.5)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -218,7 +220,9 @@ def child_plain(a, cfg: dict) -> dict:
     ema = [p.detach().clone() for p in unet.parameters()]
     opt = torch.optim.AdamW(unet.parameters(), lr=t_cfg["lr"], betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
 
-    cache = torch.load(a.latents, weights_only=False)
+    from instructx2x.training.latents import LatentCache
+
+    cache = LatentCache(a.latents)  # memory-mapped shards, as training reads them
 
     def tokenize(texts):
         return tokenizer(list(texts), max_length=tokenizer.model_max_length, padding="max_length",
@@ -226,11 +230,11 @@ def child_plain(a, cfg: dict) -> dict:
 
     class Pairs(Dataset):  # the example tokenises in its dataset transform
         def __len__(self):
-            return len(cache["rows"])
+            return len(cache)
 
         def __getitem__(self, i):
-            return {"mean": cache["target_mean"][i], "std": cache["target_std"][i], "cond": cache["cond"][i],
-                    "input_ids": tokenize([cache["rows"][i]["instruction"]])[0]}
+            x = cache.latents(i)
+            return {"mean": x[0], "std": x[1], "cond": x[2], "input_ids": tokenize([cache.rows[i]["instruction"]])[0]}
 
     loader = DataLoader(Pairs(), batch_size=a.batch, shuffle=True, drop_last=True)
     with torch.no_grad():
@@ -362,7 +366,7 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="train_bench_"))
     init = write_init_tiny(cfg, tmp, a.resolution)
     lat_hw = a.resolution // 2 ** (len(cfg["model"]["tiny"]["vae_channels"]) - 1)
-    latents = write_latents(tmp / "latents.pt", a.cache_size, lat_hw)
+    latents = write_latents(tmp / "latents", a.cache_size, lat_hw)
     from diffusers import UNet2DConditionModel
 
     n_params = sum(p.numel() for p in UNet2DConditionModel.from_pretrained(init, subfolder="unet").parameters())
@@ -390,7 +394,7 @@ def main(argv=None) -> int:
     gpu = None
     if torch.cuda.is_available():
         sd = write_init_sd15(tmp)
-        lat_sd = write_latents(tmp / "latents_sd15.pt", max(64, 4 * a.gpu_batch), 64)
+        lat_sd = write_latents(tmp / "latents_sd15", max(64, 4 * a.gpu_batch), 64)
         gpu = {}
         for b in (1, a.gpu_batch):
             for v in ("ours", "plain"):

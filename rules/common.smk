@@ -8,6 +8,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from instructx2x.core.config import validate_config
 from instructx2x.core.codeversion import code_version
 from instructx2x.acquire import sources
+from instructx2x.provenance.store import on_disk_param
 
 validate_config(config)
 
@@ -24,6 +25,13 @@ ALL_TARGETS = []
 def results(path):
     """A path under the results directory."""
     return f"{RESULTS}/{path}"
+
+
+def on_disk(rule):
+    """Param ``on_disk`` of a rule with directory outputs: Snakemake does not look inside a
+    directory output, so this value changes when a file the job's lineage record lists there is
+    missing, and the job is re-made (instructx2x.provenance.store.outputs_on_disk)."""
+    return on_disk_param(workflow, RESULTS, rule)
 
 # Each rule file appends the ledger files (results/ledger/<stage>.tsv) its rules write; the
 # `ledger` rule merges them into one table a person can read.

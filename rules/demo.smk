@@ -9,6 +9,7 @@ if config["source"] == "demo":
             truth=directory(f"{RAW_DIR}/ground_truth"),
         params:
             code=code_version("synthetic"),
+            on_disk=on_disk("demo_data"),  # a file deleted from the tree re-runs this job (rules/common.smk)
             out_dir=lambda wildcards, output: str(Path(output.tree).parent),  # RAW_DIR
             patients=config["demo"]["patients"],
             seed=config["demo"]["seed"],

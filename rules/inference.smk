@@ -14,8 +14,11 @@ rule infer:
         masks=results("masks/pseudo_masks.npz"),
     output:
         shards=[results(f"inference/{mode}/shard_{{shard}}.parquet") for mode in INFER_MODES],
+        # the shard's edits, guidance maps (.npy, .png), masks and overlays: images/shard_<k>/<mode>/
+        images=directory(results("inference/images/shard_{shard}")),
     params:
         code=code_version("inference.shards", "inference.rse", "masks"),
+        on_disk=on_disk("infer"),  # a file deleted from images/ re-runs this shard (rules/common.smk)
         modes=INFER_MODES,
         n_shards=INFER["shards"],
         rse=config["rse"],

@@ -66,6 +66,7 @@ rule instructions_export:
         directory(results("instructions/authors")),
     params:
         code=code_version("instructions.build"),
+        on_disk=on_disk("instructions_export"),  # a file deleted from authors/ re-runs this job
     log:
         f"{LOGS}/instructions_export.log",
     resources:

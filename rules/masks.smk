@@ -17,7 +17,7 @@ rule masks:
     output:
         npz=MASKS_NPZ,
         pngs=[results(f"masks/{mask_png_name(c)}") for c in MASK_CATEGORIES],
-        figure=MASKS_FIGURE,
+        figure=report(MASKS_FIGURE, caption="../docs/masks_pseudo_masks.rst", category="Masks"),
         ledger=results("ledger/masks.tsv"),
         counts=results("ledger/masks.counts.tsv"),
     params:

@@ -1,6 +1,8 @@
-# Provenance: resolved config, package versions, git commit, command lines, raw manifest, and the
-# SHA-256 + producing rule + inputs of every output; audited right after it is written.
-# The report (the last artifact) shows the audit status.
+# Provenance. Every job records its own lineage when it succeeds (workflow_scripts/_job.py ->
+# results/provenance/lineage/jobs/<rule>/<wildcards>.json: inputs and outputs with SHA-256, code
+# version, params, config and package set). This rule adds the resolved config, package versions,
+# git commit, raw manifest and a lineage table, and audits the results directory against the
+# lineage; the report (made after it) shows the audit. `instructx2x audit results` re-checks it all.
 
 PROVENANCE_FILES = [
     results("provenance/config.resolved.yaml"),
@@ -27,7 +29,9 @@ rule provenance:
     params:
         code=code_version("provenance", "acquire.sources"),
         results_dir=lambda wildcards, output: str(Path(output[0]).parent.parent),  # RESULTS
+        raw_roots={name: str(root) for name, root in sources.dataset_roots(config).items()},
         repo=workflow.basedir,
+    threads: 2
     log:
         f"{LOGS}/provenance.log",
     resources:

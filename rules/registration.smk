@@ -14,6 +14,7 @@ rule registration_shard:
         images=directory(results("registration/images/shard_{shard}")),
     params:
         code=code_version("registration.algorithm", "registration.stage"),
+        on_disk=on_disk("registration_shard"),  # a file deleted from images/ re-runs this shard
         settings=REG_SETTINGS,
         seed=config["seed"],
         shards=REG_CFG["shards"],

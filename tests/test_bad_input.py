@@ -647,9 +647,10 @@ def test_evaluate_cli_bad_records_and_models(tmp_path, capsys):
 
 
 def test_audit_cli_without_provenance_is_a_clear_failure(tmp_path, capsys):
+    # no lineage: cannot audit (exit 2, one line naming the directory; issue 17's contract)
     rc, out, err = run_cli(capsys, "audit", tmp_path)
-    assert rc == 1 and "Traceback" not in err
-    assert "missing provenance file" in err and "audit FAILED" in out
+    assert rc == 2 and "Traceback" not in err and not out
+    assert err.strip().startswith(f"error: cannot audit {tmp_path}: no lineage") and len(err.strip().splitlines()) == 1
 
 
 # ------------------------------------------------------------------------------- end to end (Snakemake)

@@ -144,7 +144,8 @@ def _tail(workdir: Path, n: int = 60) -> str:
 
 
 def _files(results: Path) -> dict[str, Path]:
-    skip = ("logs/", "benchmarks/")
+    # provenance/lineage/: each job's record holds its host, work dir and times (compared apart below)
+    skip = ("logs/", "benchmarks/", "provenance/lineage/")
     return {p.relative_to(results).as_posix(): p for p in results.rglob("*")
             if p.is_file() and not p.relative_to(results).as_posix().startswith(skip)}
 
@@ -193,6 +194,15 @@ def test_demo_target_on_slurm_equals_local(slurm_cluster, tmp_path):
             pytest.fail(f"{rel} differs between the SLURM and the local run")
     print(f"byte-identical: {len(a) - len(differ)} files; equal up to the work dir in path columns: {path_columns}; "
           f"equal tensors, other archive name: {[r for r in differ if r.endswith('.pt')]}")
+
+    # every job recorded its lineage, on the compute nodes too, and both results directories audit clean
+    from instructx2x.provenance import audit, load_headers
+
+    jobs = {d: sorted((h["rule"], h["key"]) for h in load_headers(d / "results")) for d in (slurm_dir, local_dir)}
+    assert jobs[slurm_dir] == jobs[local_dir] and len(jobs[slurm_dir]) == n_jobs, jobs
+    for d in (slurm_dir, local_dir):
+        result = audit(d / "results")
+        assert result["ok"], (d, result["problems"][:5])
 
 
 # Files that legitimately differ between two work dirs:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from instructx2x.training.data import augment, load_image, read_instructions
-from instructx2x.training.latents import cache_latents
+from instructx2x.training.latents import LatentCache, cache_latents
 from instructx2x.training.prepare import prepare
 from instructx2x.training.train import train
 from training_fixtures import make_pairs, tiny_config
@@ -23,7 +23,8 @@ def prepared(tmp_path_factory):
     cfg = tiny_config()
     pq = make_pairs(tmp, n=12, size=32)
     info = prepare(pq, tmp / "init", cfg["model"], 0, 32)
-    cache_latents(pq, tmp / "init", tmp / "lat.pt", ["train", "val"], 2, 32, 0, cfg["training"]["augment"])
+    cache_latents(pq, tmp / "init", tmp / "lat", ["train", "val"], 2, 32, 0, cfg["training"]["augment"],
+                  shard_pairs=5, batch=6, num_workers=0)
     return tmp, cfg, pq, info
 
 
@@ -37,7 +38,7 @@ def test_prepare_pretrains_the_tiny_vae_and_sets_its_scale(prepared):
 
 def test_fast_dev_run(prepared, tmp_path):
     tmp, cfg, _, _ = prepared
-    info = train(tmp / "init", tmp / "lat.pt", tmp_path / "m", cfg["training"], 0, fast_dev_run=True)
+    info = train(tmp / "init", tmp / "lat" / "index.json", tmp_path / "m", cfg["training"], 0, fast_dev_run=True)
     assert info["optimizer_steps"] == 1
 
 
@@ -51,10 +52,10 @@ def test_resume_equals_uninterrupted_run(prepared, tmp_path):
     tmp, cfg, _, _ = prepared
     # 10 train pairs x 2 copies = 20 latents, batch 10: 2 steps per epoch; interrupt at step 2
     tcfg = dict(cfg["training"], batch_size=10, steps=4, checkpoint_every=2)
-    full = train(tmp / "init", tmp / "lat.pt", tmp_path / "full", tcfg, 0)
-    part = train(tmp / "init", tmp / "lat.pt", tmp_path / "res", tcfg, 0, max_steps=2)
+    full = train(tmp / "init", tmp / "lat" / "index.json", tmp_path / "full", tcfg, 0)
+    part = train(tmp / "init", tmp / "lat" / "index.json", tmp_path / "res", tcfg, 0, max_steps=2)
     assert part["optimizer_steps"] == 2 and (tmp_path / "res" / "checkpoints" / "last.ckpt").exists()
-    resumed = train(tmp / "init", tmp / "lat.pt", tmp_path / "res", tcfg, 0)
+    resumed = train(tmp / "init", tmp / "lat" / "index.json", tmp_path / "res", tcfg, 0)
     assert resumed["resumed"] and resumed["optimizer_steps"] == full["optimizer_steps"] == 4
     a, b = _unet_state(tmp_path / "full" / "pipeline"), _unet_state(tmp_path / "res" / "pipeline")
     for k in a:
@@ -74,12 +75,12 @@ def test_resume_from_a_mid_epoch_checkpoint_equals_uninterrupted_run(prepared, t
     the resumed run trains on the rest of that epoch's permutation, not on a restarted epoch."""
     tmp, cfg, _, _ = prepared
     tcfg = dict(cfg["training"], batch_size=10, steps=6, checkpoint_every=1, keep_checkpoints=2)
-    full = train(tmp / "init", tmp / "lat.pt", tmp_path / "full", tcfg, 0)
-    part = train(tmp / "init", tmp / "lat.pt", tmp_path / "res", tcfg, 0, max_steps=3)
+    full = train(tmp / "init", tmp / "lat" / "index.json", tmp_path / "full", tcfg, 0)
+    part = train(tmp / "init", tmp / "lat" / "index.json", tmp_path / "res", tcfg, 0, max_steps=3)
     assert part["optimizer_steps"] == 3
     state = torch.load(tmp_path / "res" / "checkpoints" / "last.ckpt", weights_only=False)
     assert state["global_step"] == 3 and state["epoch"] == 1  # mid-epoch: one of epoch 1's two batches done
-    resumed = train(tmp / "init", tmp / "lat.pt", tmp_path / "res", tcfg, 0)
+    resumed = train(tmp / "init", tmp / "lat" / "index.json", tmp_path / "res", tcfg, 0)
     assert resumed["resumed"] and resumed["optimizer_steps"] == full["optimizer_steps"] == 6
     a, b = _unet_state(tmp_path / "full" / "pipeline"), _unet_state(tmp_path / "res" / "pipeline")
     for k in a:
@@ -94,7 +95,7 @@ def test_export_loads_in_diffusers_and_edits(prepared, tmp_path):
     from PIL import Image
 
     tmp, cfg, pq, _ = prepared
-    train(tmp / "init", tmp / "lat.pt", tmp_path / "m", dict(cfg["training"], steps=1), 0)
+    train(tmp / "init", tmp / "lat" / "index.json", tmp_path / "m", dict(cfg["training"], steps=1), 0)
     pipe = StableDiffusionInstructPix2PixPipeline.from_pretrained(tmp_path / "m" / "pipeline", local_files_only=True)
     names = {p.name for p in (tmp_path / "m" / "pipeline").iterdir()}
     assert {"model_index.json", "unet", "vae", "text_encoder", "tokenizer", "scheduler"} <= names
@@ -123,14 +124,15 @@ def test_flip_always_swaps_laterality_in_the_instruction():
 
 def test_latent_cache_stores_flipped_copies_with_swapped_text(prepared):
     tmp, *_ = prepared
-    cache = torch.load(tmp / "lat.pt", weights_only=False)
-    rows = pd.DataFrame(cache["rows"])
+    cache = LatentCache(tmp / "lat" / "index.json")
+    rows = pd.DataFrame(cache.rows)
     assert len(rows) == 24 and (rows.loc[rows["copy"] == 0, "flip"] == False).all()  # noqa: E712
     for r in rows.itertuples():
         side = "left" if int(r.pair_id.split("_")[1]) % 2 == 0 else "right"
         other = {"left": "right", "right": "left"}[side]
         assert r.instruction == f"add {other if r.flip else side} pleural effusion"
-    assert cache["cond"].shape == (24, 4, 4, 4) and torch.isfinite(cache["target_mean"]).all()
+    x = torch.stack([cache.latents(i) for i in range(len(cache))])
+    assert x.shape == (24, 3, 4, 4, 4) and torch.isfinite(x).all() and (x[:, 1] > 0).all()  # mean, std > 0, cond
 
 
 def test_malformed_table_fails_naming_the_column(tmp_path):

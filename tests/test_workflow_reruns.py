@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 ACQUIRE_TO_PAIRS = {"demo_data", "ingest", "views_train", "views_score", "views_pa", "pairs"}
 REGISTRATION_HEAVY = {"registration_shard", "registration_gather"}
 INSTRUCTIONS = {"instructions_operations", "instructions_build"}
-TRAINING = {"training_prepare", "training_latents", "training_train"}
+TRAINING = {"training_prepare", "training_latents_job", "training_latents", "training_train"}
 
 
 # --- Snakemake output parsing ------------------------------------------------------------------
@@ -183,8 +183,9 @@ CODE_EDITS = {
 CODE_EDIT_NEVER = {
     "pairs": {"demo_data", "ingest", "views_train", "views_score", "views_pa", "instructions_operations", "masks"},
     "masks": ACQUIRE_TO_PAIRS | REGISTRATION_HEAVY | INSTRUCTIONS | TRAINING | {"evaluation_train"},
-    "training.module": ACQUIRE_TO_PAIRS | REGISTRATION_HEAVY | INSTRUCTIONS | {"training_prepare", "training_latents",
-                                                                                "masks", "evaluation_train"},
+    "training.module": ACQUIRE_TO_PAIRS | REGISTRATION_HEAVY | INSTRUCTIONS | {"training_prepare", "training_latents_job",
+                                                                                "training_latents", "masks",
+                                                                                "evaluation_train"},
     "registration.stage": ACQUIRE_TO_PAIRS | {"instructions_operations", "masks"},
 }
 
@@ -250,7 +251,7 @@ def test_every_rule_has_a_code_version_param():
 
 
 HEAVY_RULES = ["demo_data", "physionet_tables", "physionet_images", "local_manifest", "ingest", "views_train",
-               "views_score", "registration_shard", "instructions_operations", "training_prepare", "training_latents",
+               "views_score", "registration_shard", "instructions_operations", "training_prepare", "training_latents_job",
                "training_train", "infer", "evaluation_train", "evaluation", "report_variations", "provenance"]
 
 

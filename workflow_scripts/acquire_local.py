@@ -1,4 +1,5 @@
 """Rule `local_manifest`: hash the tables of a local copy, list every other file."""
+import _job  # noqa: F401  (first: the project's code from src/, and this job's lineage record)
 from instructx2x.core.errors import report_stage_errors
 
 report_stage_errors()  # an expected error prints one line on the terminal, not "message: None"

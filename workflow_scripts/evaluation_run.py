@@ -1,4 +1,5 @@
 """Rule `evaluation`: score real / input / wo_rse / rse and write report/metrics.json."""
+import _job  # noqa: F401  (first: the project's code from src/, and this job's lineage record)
 from instructx2x.core.errors import report_stage_errors
 
 report_stage_errors()  # an expected error prints one line on the terminal, not "message: None"

@@ -1,11 +1,11 @@
 """Rule `infer`: edit one shard of the test/holdout pairs in every mode."""
+import _job  # noqa: F401  (first: the project's code from src/, and this job's lineage record)
 from instructx2x.core.errors import report_stage_errors
 
 report_stage_errors()  # an expected error prints one line on the terminal, not "message: None"
 
 import logging
 import sys
-from pathlib import Path
 
 from instructx2x.inference.shards import run_shard
 
@@ -17,7 +17,7 @@ run_shard(
     snakemake.input.model,  # noqa: F821
     snakemake.input.masks,  # noqa: F821
     dict(zip(snakemake.params.modes, snakemake.output.shards)),  # noqa: F821
-    Path(snakemake.output.shards[0]).parent.parent,  # noqa: F821  (inference/; images go to inference/<mode>/)
+    snakemake.output.images,  # noqa: F821  (inference/images/shard_<k>/; images go to <mode>/ inside)
     int(snakemake.wildcards.shard),  # noqa: F821
     snakemake.params.n_shards,  # noqa: F821
     dict(snakemake.params.rse),  # noqa: F821

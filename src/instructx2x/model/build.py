@@ -105,8 +105,12 @@ def expand_unet_input(unet, in_channels: int = 8):
     return unet
 
 
-def load_pretrained(directory) -> Components:
-    """Components of a local diffusers-format (InstructPix2Pix or SD) directory, offline."""
+def load_pretrained(directory, low_cpu_mem_usage: bool = True) -> Components:
+    """Components of a local diffusers-format (InstructPix2Pix or SD) directory, offline.
+
+    ``low_cpu_mem_usage`` (needs ``accelerate``, pinned in the lock) builds each model on the meta
+    device and fills it from the checkpoint, instead of initialising random weights first: the
+    load's peak RAM is about the weights once, not twice (measured: ``benchmarks/training_sd15.py``)."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -119,8 +123,10 @@ def load_pretrained(directory) -> Components:
         raise MissingInput(f"{d}: not a diffusers pipeline directory (no model_index.json)")
     kw = dict(local_files_only=True)
     try:
-        unet = expand_unet_input(UNet2DConditionModel.from_pretrained(d, subfolder="unet", **kw))
-        vae = AutoencoderKL.from_pretrained(d, subfolder="vae", **kw)
+        low = dict(kw, low_cpu_mem_usage=low_cpu_mem_usage)
+        unet = expand_unet_input(UNet2DConditionModel.from_pretrained(d, subfolder="unet", **low))
+        vae = AutoencoderKL.from_pretrained(d, subfolder="vae", **low)
+        # transformers >= 5 always builds on the meta device (its low_cpu_mem_usage flag is gone)
         text_encoder = CLIPTextModel.from_pretrained(d, subfolder="text_encoder", **kw)
         tokenizer = CLIPTokenizer.from_pretrained(d, subfolder="tokenizer", **kw)
     except (OSError, ValueError, KeyError) as exc:  # missing/corrupt weights or configs in the folder

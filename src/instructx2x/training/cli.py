@@ -24,13 +24,13 @@ def run(args) -> int:
     res = cfg["registration"]["resolution"]
     if not (out / "init" / "model_index.json").exists():
         prepare(args.instructions, out / "init", cfg["model"], cfg["seed"], res)
-    lat = out / "latents" / "latents.pt"
-    if not lat.exists():
-        lat.parent.mkdir(parents=True, exist_ok=True)
+    lat = out / "latents" / "index.json"
+    if not lat.exists():  # resumes from the finished shards of an interrupted run
         ledger = Ledger("training")
         t = cfg["training"]
-        cache_latents(args.instructions, out / "init", lat, t["splits"], t["latent_copies"], res, cfg["seed"],
-                      t["augment"], ledger=ledger)
+        cache_latents(args.instructions, out / "init", lat.parent, t["splits"], t["latent_copies"], res, cfg["seed"],
+                      t["augment"], jobs=t["latent_jobs"], shard_pairs=t["latent_shard_pairs"],
+                      batch=t["latent_batch"], num_workers=t["latent_workers"], ledger=ledger)
         ledger.write(out / "ledger.tsv", out / "ledger.counts.tsv")
     info = train(out / "init", lat, out, cfg["training"], cfg["seed"])
     print(info)

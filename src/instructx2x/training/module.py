@@ -20,29 +20,35 @@ from torch.utils.data import DataLoader, Dataset
 
 
 class LatentPairs(Dataset):
-    def __init__(self, cache: dict, split: str):
-        idx = [i for i, r in enumerate(cache["rows"]) if r["split"] == split]
-        self.mean = cache["target_mean"][idx]
-        self.std = cache["target_std"][idx]
-        self.cond = cache["cond"][idx]
-        self.text = [cache["rows"][i]["instruction"] for i in idx]
+    """The rows of one split of a ``LatentCache`` (memory-mapped: a row is read when it is used)."""
+
+    def __init__(self, cache, split: str):
+        self.cache = cache
+        self.idx = [i for i, r in enumerate(cache.rows) if r["split"] == split]
+        self.text = [cache.rows[i]["instruction"] for i in self.idx]
 
     def __len__(self):
-        return len(self.text)
+        return len(self.idx)
 
     def __getitem__(self, i):
-        return {"mean": self.mean[i], "std": self.std[i], "cond": self.cond[i], "text": self.text[i]}
+        x = self.cache.latents(self.idx[i])
+        return {"mean": x[0], "std": x[1], "cond": x[2], "text": self.text[i]}
 
 
 class EpochSampler(torch.utils.data.Sampler):
     """A seeded permutation per epoch (Lightning calls ``set_epoch``): a resumed run sees the same order.
 
-    ``skip(epoch, n)`` makes the next pass over ``epoch`` start after its first ``n`` indices: what a
-    run resumed from a mid-epoch checkpoint needs to see the rest of that epoch's batches, in order.
+    Under DDP each global rank takes every ``world``-th index of the same permutation (padded to a
+    multiple of ``world`` by its first indices, as ``DistributedSampler`` does); Lightning is told
+    not to replace this sampler (``use_distributed_sampler=False``), so ``skip`` works on every rank.
+    ``skip(epoch, n)`` makes the next pass over ``epoch`` start after the rank's first ``n`` indices:
+    what a run resumed from a mid-epoch checkpoint needs to see the rest of that epoch's batches.
     """
 
-    def __init__(self, n: int, seed: int):
-        self.n, self.seed, self.epoch = n, seed, 0
+    def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1):
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} is not in 0..{world - 1}")
+        self.n, self.seed, self.rank, self.world, self.epoch = n, seed, rank, world, 0
         self._skip: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int):
@@ -52,11 +58,14 @@ class EpochSampler(torch.utils.data.Sampler):
         self._skip = (epoch, n) if n > 0 else None
 
     def __len__(self):
-        return self.n
+        return -(-self.n // self.world)
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed + 1009 * self.epoch)
         order = torch.randperm(self.n, generator=g).tolist()
+        if self.world > 1:
+            total = len(self) * self.world
+            order = (order * (total // self.n + 1))[:total][self.rank::self.world]
         if self._skip is not None and self._skip[0] == self.epoch:
             order = order[self._skip[1]:]
             self._skip = None
@@ -68,10 +77,10 @@ class ResumableLoader(DataLoader):
 
     The state is the epoch and the number of its batches already trained on, read from the
     trainer's own batch progress when the checkpoint is written (the data fetcher prefetches, so
-    counting yielded batches would be one ahead). On load, the sampler skips those batches: a run
-    resumed from a mid-epoch checkpoint continues with the next batch of the same permutation,
-    exactly as the uninterrupted run did. Single-process only: under DDP Lightning re-wraps the
-    sampler and resumes such checkpoints without this skip (its documented behaviour).
+    counting yielded batches would be one ahead); it is the same on every rank. On load, each
+    rank's sampler skips those batches of its own share: a run resumed from a mid-epoch checkpoint
+    continues with the next batch of the same permutation, exactly as the uninterrupted run did,
+    with one process or under DDP (tested with two gloo processes).
     """
 
     progress = None  # set by the data module: () -> (epoch, batches done in it)
@@ -91,14 +100,21 @@ class LatentDataModule(L.LightningDataModule):
         self.cache_path, self.batch_size, self.seed, self.num_workers = cache_path, batch_size, seed, num_workers
 
     def setup(self, stage=None):
-        cache = torch.load(self.cache_path, weights_only=True)
+        from .latents import LatentCache
+
+        cache = LatentCache(self.cache_path)
         self.train, self.val = LatentPairs(cache, "train"), LatentPairs(cache, "val")
         if len(self.train) == 0:
             raise ValueError(f"{self.cache_path}: no train latents")
 
+    def _rank_world(self):
+        t = self.trainer
+        return (t.global_rank, t.world_size) if t is not None else (0, 1)
+
     def train_dataloader(self):
+        rank, world = self._rank_world()
         loader = ResumableLoader(self.train, batch_size=self.batch_size,
-                                 sampler=EpochSampler(len(self.train), self.seed), drop_last=False,
+                                 sampler=EpochSampler(len(self.train), self.seed, rank, world), drop_last=False,
                                  num_workers=self.num_workers)
         trainer = self.trainer
         if trainer is not None:
@@ -111,7 +127,19 @@ class LatentDataModule(L.LightningDataModule):
     def val_dataloader(self):
         if len(self.val) == 0:
             return []
-        return DataLoader(self.val, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers)
+        rank, world = self._rank_world()
+        sampler = None
+        if world > 1:  # each rank its share; val_loss is averaged over the ranks (sync_dist)
+            sampler = torch.utils.data.DistributedSampler(self.val, num_replicas=world, rank=rank, shuffle=False)
+        return DataLoader(self.val, batch_size=self.batch_size, shuffle=False, sampler=sampler,
+                          num_workers=self.num_workers)
+
+
+def draw_seed(seed: int, step: int, global_rank: int, micro: int) -> int:
+    """A 63-bit seed from the tuple (distinct tuples give unrelated streams; numpy's SeedSequence)."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, step, global_rank, micro]).generate_state(1, np.uint64)[0] >> 1)
 
 
 class InstructPix2PixModule(L.LightningModule):
@@ -122,7 +150,11 @@ class InstructPix2PixModule(L.LightningModule):
         self.unet, self.text_encoder, self.tokenizer, self.noise_scheduler = unet, text_encoder, tokenizer, scheduler
         self.text_encoder.requires_grad_(False).eval()
         self.unet.train()
-        self.ema = copy.deepcopy(unet).requires_grad_(False).eval()
+        from diffusers.training_utils import EMAModel
+
+        # diffusers' EMA: decay warm-up min(decay, (1 + n) / (10 + n)) at optimizer step n (as the
+        # authors' LDM code and diffusers' train_instruct_pix2pix.py), one multi-tensor update
+        self.ema = EMAModel(unet.parameters(), decay=ema_decay, foreach=True)
         self.scaling_factor, self.lr, self.dropout, self.ema_decay = scaling_factor, lr, dropout, ema_decay
         self.effective_batch_size, self.seed = effective_batch_size, seed
         if gradient_checkpointing:
@@ -156,10 +188,16 @@ class InstructPix2PixModule(L.LightningModule):
             cache.popitem(last=False)
         return out
 
+    def draw_seed(self) -> int:
+        """The seed of this micro-batch's random draws: (seed, optimizer step, GLOBAL rank, micro-batch),
+        so every rank of every node draws different noise, and a resumed run the same as an
+        uninterrupted one (the rank of a process on its node, ``local_rank``, repeats across nodes)."""
+        rank = self.trainer.global_rank if self._trainer is not None else 0
+        return draw_seed(self.seed, self.global_step, rank, getattr(self, "_micro", 0))
+
     def _generator(self):
-        # a step-indexed generator: the same draws after a resume as in an uninterrupted run
-        return torch.Generator().manual_seed(self.seed * 1_000_003 + self.global_step * 97 + self.trainer.local_rank
-                                             + 7919 * getattr(self, "_micro", 0))
+        self.last_draw_seed = self.draw_seed()
+        return torch.Generator().manual_seed(self.last_draw_seed)
 
     def loss(self, batch, g):
         dev = self.device
@@ -193,20 +231,36 @@ class InstructPix2PixModule(L.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         g = torch.Generator().manual_seed(self.seed + batch_idx)  # fixed draws: comparable across epochs
-        self.log("val_loss", self.loss(batch, g), on_epoch=True, batch_size=batch["mean"].shape[0])
+        self.log("val_loss", self.loss(batch, g), on_epoch=True, batch_size=batch["mean"].shape[0], sync_dist=True)
+
+    def on_fit_start(self):
+        self.ema.to(self.device)
 
     def optimizer_step(self, *args, **kwargs):
         # EMA right after each optimizer step (before any checkpoint callback saves the state)
         super().optimizer_step(*args, **kwargs)
-        with torch.no_grad():  # one multi-tensor kernel over all parameters
-            torch._foreach_lerp_(list(self.ema.parameters()), [p.detach() for p in self.unet.parameters()],
-                                 1 - self.ema_decay)
+        self.ema.step(self.unet.parameters())
+
+    def ema_unet(self):
+        """A copy of the UNet holding the EMA weights (what is exported)."""
+        unet = copy.deepcopy(self.unet).eval()
+        self.ema.copy_to(unet.parameters())
+        return unet
+
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["ema"] = self.ema.state_dict()  # shadow weights, optimizer step count, decay
+
+    def on_load_checkpoint(self, checkpoint):
+        if "ema" not in checkpoint:
+            raise ValueError("checkpoint has no EMA state (written by an older version): delete it to start afresh")
+        self.ema.load_state_dict(checkpoint["ema"])
+        self.ema.to(self.device)
 
     def configure_optimizers(self):
         # foreach: one multi-tensor update instead of a Python loop over ~200 parameter tensors
         return torch.optim.AdamW(self.unet.parameters(), lr=self.lr, weight_decay=1e-2, foreach=True)
 
-    def state_dict(self, *a, **k):  # checkpoints hold unet + ema only (frozen parts come from model/init)
+    def state_dict(self, *a, **k):  # checkpoints hold the unet only (+ "ema"; frozen parts come from model/init)
         sd = super().state_dict(*a, **k)
         return {kk: v for kk, v in sd.items() if not kk.startswith("text_encoder.")}
 

@@ -26,9 +26,10 @@ def _load_init(model_dir):
     from ..model.build import Components, make_scheduler
 
     kw = dict(local_files_only=True)
+    low = dict(kw, low_cpu_mem_usage=True)  # built on the meta device, filled from the file (accelerate)
     return Components(
-        UNet2DConditionModel.from_pretrained(model_dir, subfolder="unet", **kw),
-        AutoencoderKL.from_pretrained(model_dir, subfolder="vae", **kw),
+        UNet2DConditionModel.from_pretrained(model_dir, subfolder="unet", **low),
+        AutoencoderKL.from_pretrained(model_dir, subfolder="vae", **low),
         CLIPTextModel.from_pretrained(model_dir, subfolder="text_encoder", **kw),
         CLIPTokenizer.from_pretrained(model_dir, subfolder="tokenizer", **kw),
         make_scheduler(),
@@ -45,8 +46,9 @@ def _plugins_and_env(devices: int):
 
 
 def train(init_dir, latents_path, out_dir, cfg: dict, seed: int, fast_dev_run: bool = False,
-          max_steps: int | None = None) -> dict:
-    """Fit and export. ``out_dir`` receives checkpoints/, pipeline/, metrics.csv, loss_curve.png."""
+          max_steps: int | None = None, callbacks=()) -> dict:
+    """Fit and export. ``latents_path`` is the cache's ``index.json``; ``out_dir`` receives
+    checkpoints/, pipeline/, metrics.csv, loss_curve.png. ``callbacks``: extra Lightning callbacks."""
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
@@ -60,7 +62,7 @@ def train(init_dir, latents_path, out_dir, cfg: dict, seed: int, fast_dev_run: b
     gpu = torch.cuda.is_available() and cfg["accelerator"] in ("auto", "gpu")
     devices = cfg["devices"] if gpu else 1
     accum = cfg["gradient_accumulation"]
-    eff = cfg["batch_size"] * accum * devices
+    eff = cfg["batch_size"] * accum * devices * cfg["num_nodes"]  # samples per optimizer step, all ranks
     module = InstructPix2PixModule(
         comps.unet, comps.text_encoder, comps.tokenizer, comps.scheduler, comps.vae.config.scaling_factor,
         lr=cfg["lr"], dropout=cfg["conditioning_dropout"], ema_decay=cfg["ema_decay"], effective_batch_size=eff,
@@ -79,10 +81,12 @@ def train(init_dir, latents_path, out_dir, cfg: dict, seed: int, fast_dev_run: b
         strategy="ddp" if devices * cfg["num_nodes"] > 1 else "auto",
         precision="bf16-mixed" if gpu and cfg["bf16_on_gpu"] else "32-true",
         max_steps=steps, accumulate_grad_batches=accum, gradient_clip_val=cfg["grad_clip"],
-        callbacks=[ckpt], logger=CSVLogger(ckpt_dir, name="lightning_logs", version="run"),
+        callbacks=[ckpt, *callbacks], logger=CSVLogger(ckpt_dir, name="lightning_logs", version="run"),
         log_every_n_steps=1, check_val_every_n_epoch=cfg["val_every_n_epochs"], num_sanity_val_steps=0,
         plugins=_plugins_and_env(devices), fast_dev_run=fast_dev_run, deterministic=not gpu,
         enable_progress_bar=False, enable_model_summary=False, default_root_dir=out,
+        # our EpochSampler shards by global rank itself, so a mid-epoch resume skips on every rank
+        use_distributed_sampler=False,
     )
     if not gpu:
         # deterministic=True also fills every new tensor with NaN (a debugging aid against reads of
@@ -107,7 +111,7 @@ def train(init_dir, latents_path, out_dir, cfg: dict, seed: int, fast_dev_run: b
     info = {"effective_batch_size": eff, "optimizer_steps": int(trainer.global_step), "resumed": bool(resume)}
     if fast_dev_run or trainer.global_rank != 0:
         return info
-    comps.unet = module.ema  # the EMA weights are the model
+    comps.unet = module.ema_unet()  # the EMA weights are the model
     save_pipeline(comps, out / "pipeline")
     info.update(write_metrics([earlier, raw_csv], out / "metrics.csv", out / "loss_curve.png"))
     log.info("trained: %s", info)

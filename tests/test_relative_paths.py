@@ -79,6 +79,6 @@ def test_copied_results_tree_audits_and_edits_from_the_copy(small_run, tmp_path)
                     "--steps", "2", cwd=copy)
         assert edit.returncode == 0, edit.stderr[-3000:]
         record = json.loads(edit.stdout)
-        assert Path(record["edited_path"]).is_file()
+        assert Path(record["paths"]["edited"]).is_file() and str(tmp_path) in record["paths"]["edited"]
     finally:
         os.rename(away, small_run.pristine)

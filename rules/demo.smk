@@ -7,6 +7,7 @@ if config["source"] == "demo":
             manifest=RAW_MANIFEST,
             tree=directory(f"{RAW_DIR}/physionet.org"),
             truth=directory(f"{RAW_DIR}/ground_truth"),
+            marker=f"{RAW_DIR}/{sources.DEMO_MARKER}",  # written last: the generator finished (ingest checks it)
         params:
             code=code_version("synthetic"),
             on_disk=on_disk("demo_data"),  # a file deleted from the tree re-runs this job (rules/common.smk)

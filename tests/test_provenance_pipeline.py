@@ -66,7 +66,8 @@ def test_finished_run_audits_clean_with_every_file_in_the_lineage(small_run, rul
     training = next(h for h in headers if h["rule"] == "training_train")
     assert any(o["kind"] == "manifest" for o in training["outputs"]) and training["n_files"] >= 2
     infer = [h for h in headers if h["rule"] == "infer"]
-    assert all(any(o["kind"] == "dir" and o["files"] > 0 for o in h["outputs"]) for h in infer)
+    assert all(any(o["kind"] == "dir" for o in h["outputs"]) for h in infer)  # a shard may have no pair
+    assert sum(o["files"] for h in infer for o in h["outputs"] if o["kind"] == "dir") > 0
     # the pipeline's own audit (provenance rule, shown by the report) passed too
     in_run = json.loads((work / "results/provenance/audit.json").read_text())
     assert in_run["ok"] and in_run["deferred"] == [], in_run  # no report existed yet when it ran

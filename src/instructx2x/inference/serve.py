@@ -546,6 +546,7 @@ def run(args) -> int:
         sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((args.host, args.port))
+        sock.listen(128)  # listening before the URL is printed: early clients wait in the backlog, never refused
     except OSError as err:
         raise InputError(f"cannot listen on {args.host}:{args.port} ({err.strerror or err}); try another --port") from None
     host, port = sock.getsockname()[:2]

@@ -100,9 +100,13 @@ def test_changed_settings_do_not_reuse_old_shards(init, tmp_path):
 
 
 KILLED_JOB = """
-import sys, logging
+import sys, logging, time
+from instructx2x.training import latents
 from instructx2x.training.latents import encode_job
 logging.basicConfig(level=logging.INFO)
+# the job pauses 5 s after each finished shard, so the kill lands mid-run however loaded the machine is
+_finish = latents._ShardWriter.finish
+latents._ShardWriter.finish = lambda self: (_finish(self), time.sleep(5))
 encode_job(sys.argv[1], sys.argv[2], sys.argv[3], splits=["train", "val"], copies=4, resolution=64, seed=0,
            aug={"rotation_deg": 2.0, "crop_scale": 0.9, "flip_p": 0.5}, shard_pairs=2, batch=8, num_workers=1)
 """

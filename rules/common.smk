@@ -27,11 +27,11 @@ def results(path):
     return f"{RESULTS}/{path}"
 
 
-def on_disk(rule):
-    """Param ``on_disk`` of a rule with directory outputs: Snakemake does not look inside a
+def on_disk(rule_name):
+    """Param ``on_disk`` of a job with directory outputs: Snakemake does not look inside a
     directory output, so this value changes when a file the job's lineage record lists there is
     missing, and the job is re-made (instructx2x.provenance.store.outputs_on_disk)."""
-    return on_disk_param(workflow, RESULTS, rule)
+    return on_disk_param(workflow, RESULTS, rule_name)
 
 # Each rule file appends the ledger files (results/ledger/<stage>.tsv) its rules write; the
 # `ledger` rule merges them into one table a person can read.

@@ -100,9 +100,15 @@ def test_changed_settings_do_not_reuse_old_shards(init, tmp_path):
 
 
 KILLED_JOB = """
-import sys, logging
+import sys, logging, time
+from instructx2x.training import latents
 from instructx2x.training.latents import encode_job
+import torch
+torch.set_num_threads(int(sys.argv[4]))  # the parent's thread count: float sums in the same order, same bytes
 logging.basicConfig(level=logging.INFO)
+# the job pauses 5 s after each finished shard, so the kill lands mid-run however loaded the machine is
+_finish = latents._ShardWriter.finish
+latents._ShardWriter.finish = lambda self: (_finish(self), time.sleep(5))
 encode_job(sys.argv[1], sys.argv[2], sys.argv[3], splits=["train", "val"], copies=4, resolution=64, seed=0,
            aug={"rotation_deg": 2.0, "crop_scale": 0.9, "flip_p": 0.5}, shard_pairs=2, batch=8, num_workers=1)
 """
@@ -119,7 +125,8 @@ def test_killed_job_resumes_from_its_last_finished_shard(tmp_path):
                shard_pairs=2, batch=8, num_workers=1)
     res = tmp_path / "res"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_JOB, pq, str(tmp_path / "init"), str(res)], env=env,
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_JOB, pq, str(tmp_path / "init"), str(res),
+                             str(torch.get_num_threads())], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first = res / "job_000" / "shard_00000.json"
     deadline = time.time() + 300

@@ -8,19 +8,26 @@ it) changes, and only then.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 from pathlib import Path
 
 
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/instructx2x
+
+
 def _module_files(module: str) -> list[Path]:
-    spec = importlib.util.find_spec(module if module.startswith("instructx2x") else f"instructx2x.{module}")
-    if spec is None or spec.origin is None:
-        raise ModuleNotFoundError(f"no module {module!r} in instructx2x")
-    origin = Path(spec.origin)
-    if origin.name == "__init__.py":
+    """The files of an instructx2x module or package, found on disk without importing anything.
+
+    (Importing would run package ``__init__`` files and need the stage's dependencies, e.g.
+    SimpleITK for ``registration.stage``, in every environment that merely parses the Snakefile.)
+    """
+    name = module.removeprefix("instructx2x.").removeprefix("instructx2x")
+    base = PACKAGE_DIR.joinpath(*name.split(".")) if name else PACKAGE_DIR
+    if base.is_dir() and (base / "__init__.py").exists():
         # the package's source and its data tables (e.g. instructions/data/locations.csv)
-        return sorted(p for p in origin.parent.rglob("*") if p.suffix in (".py", ".csv") and "__pycache__" not in p.parts)
-    return [origin]
+        return sorted(p for p in base.rglob("*") if p.suffix in (".py", ".csv") and "__pycache__" not in p.parts)
+    if base.with_suffix(".py").is_file():
+        return [base.with_suffix(".py")]
+    raise ModuleNotFoundError(f"no module {module!r} in instructx2x")
 
 
 def code_version(*modules: str) -> str:

@@ -104,6 +104,8 @@ class Job:
     archive: dict | None = field(default=None, repr=False)  # name -> bytes for the download
     error: str | None = None
     finished: threading.Event = field(default_factory=threading.Event, repr=False)
+    started_at: float | None = None  # time.monotonic() when the worker took it
+    ended_at: float | None = None  # time.monotonic() when it finished
 
     def progress(self, done: int, total: int) -> None:
         self.done, self.total = int(done), int(total)
@@ -153,6 +155,7 @@ class JobQueue:
     def _work(self) -> None:
         while True:
             job = self.pending.get()
+            job.started_at = time.monotonic()
             job.status = "running"
             try:
                 job.result, job.archive = job.fn(job.progress)
@@ -163,6 +166,7 @@ class JobQueue:
                 log.exception("edit %s failed", job.id)
                 job.error, job.status = f"internal error ({type(err).__name__}: {err})", "failed"
             finally:
+                job.ended_at = time.monotonic()
                 job.finished.set()
 
 
@@ -417,7 +421,8 @@ def create_app(service: Service):
 
     def job_json(job: Job) -> dict:
         out = {"job": job.id, "kind": job.kind, "status": job.status, "position": service.jobs.position(job),
-               "progress": {"done": job.done, "total": job.total}}
+               "progress": {"done": job.done, "total": job.total},
+               "started_at": job.started_at, "ended_at": job.ended_at}
         if job.status == "done":
             out["result"] = job.result
             out["download"] = f"/api/jobs/{job.id}/download"
@@ -541,6 +546,7 @@ def run(args) -> int:
         sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((args.host, args.port))
+        sock.listen(128)  # listening before the URL is printed: early clients wait in the backlog, never refused
     except OSError as err:
         raise InputError(f"cannot listen on {args.host}:{args.port} ({err.strerror or err}); try another --port") from None
     host, port = sock.getsockname()[:2]

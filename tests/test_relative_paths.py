@@ -70,7 +70,7 @@ def test_copied_results_tree_audits_and_edits_from_the_copy(small_run, tmp_path)
                 vals = [v for v in resolved[col].dropna() if v]
                 assert all(v.startswith(str(res) + "/") and Path(v).is_file() for v in vals), (rel, col)
                 assert not any(v.startswith(original) for v in vals)
-        audit = _cli("audit", "results", "--workdir", ".", cwd=copy)
+        audit = _cli("audit", "results", cwd=copy)
         assert audit.returncode == 0, audit.stdout + audit.stderr
         ins = read_parquet(res / "instructions/instructions.parquet")
         row = ins[ins["split"].isin(["test", "holdout"])].iloc[0]

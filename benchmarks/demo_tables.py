@@ -25,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from instructx2x.evaluation import readme_tables as RT  # noqa: E402
 
@@ -60,6 +61,10 @@ def record(results: Path, wall_s: float | None, command: str, cores: int) -> Non
         w.writerow(["rule", "jobs", "seconds"])
         for rule, ts in sorted(times.items(), key=lambda kv: -sum(kv[1])):
             w.writerow([rule, len(ts), f"{sum(ts):.1f}"])
+    if (results / "raw" / "demo" / "ground_truth").is_dir():  # demo runs: the ground-truth check of the edits
+        import demo_edit_truth
+
+        (RUN_DIR / "edit_truth.json").write_text(json.dumps(demo_edit_truth.score(results), indent=1) + "\n")
     run = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"), "commit": _commit(), "command": command,
            "wall_s": wall_s, "cores": cores, "machine": f"{platform.machine()}, {platform.system()}, "
                                                          f"{__import__('os').cpu_count()} CPUs"}

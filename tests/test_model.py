@@ -71,3 +71,16 @@ def test_tokenizer_allows_77_tokens_and_never_cuts_silently(tmp_path):
     check_length(tok, [five])
     with pytest.raises(InstructionTooLong, match=r"1 instruction\(s\) longer than the text encoder's 77 tokens"):
         check_length(tok, [five + "; " + five])
+
+
+def test_tiny_vae_latent_channels_and_narrow_initial_posterior(tmp_path):
+    """The UNet takes [noisy, image] latents of the VAE's width; the posterior starts narrow (std ~0.02)."""
+    cfg = dict(tiny_config()["model"]["tiny"], sample_size=32, vae_latent_channels=6)
+    c = build_tiny(cfg, ["add", "edema"], tmp_path / "tok", seed=0)
+    assert c.vae.config.latent_channels == 6
+    assert c.unet.config.in_channels == 12 and c.unet.config.out_channels == 6
+    with torch.no_grad():
+        post = c.vae.encode(torch.zeros(1, 3, 32, 32)).latent_dist
+    assert float(post.std.max()) < 0.05
+    unet_out = c.unet(torch.zeros(1, 12, 8, 8), 10, encoder_hidden_states=torch.zeros(1, 4, cfg["text_hidden_size"])).sample
+    assert unet_out.shape == (1, 6, 8, 8)

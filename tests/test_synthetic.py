@@ -197,3 +197,16 @@ def test_full_generation_is_byte_identical(tmp_path, demo_dataset):
         version = next((demo_dataset / "physionet.org/files" / name).iterdir()).name
         rel = f"physionet.org/files/{name}/{version}/SHA256SUMS.txt"
         assert (out / rel).read_bytes() == (demo_dataset / rel).read_bytes(), rel
+
+
+def test_follow_ups_of_a_patient_share_their_exposure():
+    """A patient's images differ in gain and gamma by the small follow-up nuisance only (so an
+    editor's input and target differ mainly by their findings); patients differ widely."""
+    t = T.build_truth(40, 3)
+    im = t["images"]
+    per = im.groupby("subject_id").agg(e_min=("exposure", "min"), e_max=("exposure", "max"),
+                                       g_min=("gamma", "min"), g_max=("gamma", "max"))
+    j = T.FOLLOWUP_JITTER
+    assert (per["e_max"] / per["e_min"] <= (1 + j) / (1 - j) + 1e-9).all()
+    assert (per["g_max"] / per["g_min"] <= (1 + j) / (1 - j) + 1e-9).all()
+    assert im["exposure"].max() / im["exposure"].min() > 1.2  # between patients: the full range

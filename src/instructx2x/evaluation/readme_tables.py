@@ -13,7 +13,7 @@ import json
 import re
 from pathlib import Path
 
-BLOCKS = ("run", "table2", "edit_success", "directions", "funnel", "table1", "stage_times")
+BLOCKS = ("run", "table2", "edit_success", "edit_truth", "directions", "funnel", "table1", "stage_times")
 ROWS = (("real", "real (ceiling)"), ("input", "input (floor)"), ("wo_rse", "wo-RSE"), ("rse", "RSE"))
 COLS = (("patho_auroc", "patho AUROC"), ("race_auroc", "race AUROC"), ("age_pearson", "age r"), ("cmig", "CMIG"),
         ("kl", "KL (nats)"), ("fid", "FID"))
@@ -64,6 +64,23 @@ def edit_success_md(metrics: dict) -> str:
                      + ("n/a" if med is None else f"{med:.2f}" + (f" [{c[0]:.2f}, {c[1]:.2f}]" if c else ""))
                      + f" | {pct(m.get('share_closer'), m.get('share_closer_interval'))} | {m.get('n_operations')} | "
                      f"{pct(m.get('share_moved_as_instructed'), m.get('share_moved_interval'))} |")
+    return "\n".join(lines)
+
+
+def edit_truth_md(truth: dict | None) -> str:
+    """The ground-truth check of ``benchmarks/demo_edit_truth.py`` (``edit_truth.json`` of the run)."""
+    if not truth:
+        return "Ground-truth check: not recorded for this run."
+
+    def pct(v):
+        return "n/a" if v is None else f"{100 * v:.0f}%"
+
+    lines = ["| mode | Add/Remove ops scored | named finding changed the instructed way on its region (and side) | "
+             "Add | Remove | the target itself (reference) |", "|---|---:|---:|---:|---:|---:|"]
+    for mode, label in (("rse", "RSE"), ("wo_rse", "wo-RSE")):
+        m = truth["modes"].get(mode) or {}
+        lines.append(f"| {label} | {m.get('ops')} | {pct(m.get('edit_ok'))} | {pct(m.get('add_ok'))} | "
+                     f"{pct(m.get('remove_ok'))} | {pct(m.get('target_ok'))} |")
     return "\n".join(lines)
 
 
@@ -129,6 +146,8 @@ def render(run_dir: Path) -> dict:
         "run": run_md(run),
         "table2": table2_md(metrics),
         "edit_success": edit_success_md(metrics),
+        "edit_truth": edit_truth_md(json.loads((run_dir / "edit_truth.json").read_text())
+                                    if (run_dir / "edit_truth.json").exists() else None),
         "directions": directions_md(metrics),
         "funnel": funnel_md(run_dir / "ledger"),
         "table1": table1_md(run_dir / "table1.csv"),

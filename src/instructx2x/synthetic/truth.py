@@ -85,6 +85,7 @@ ANCHOR_YEAR_GROUPS = ("2008 - 2010", "2011 - 2013", "2014 - 2016", "2017 - 2019"
 REF_FRONTAL = (512, 448)   # (height, width) of the PA/AP reference frame
 REF_LATERAL = (512, 448)
 N_LUNG_TEMPLATES = 8
+FOLLOWUP_JITTER = 0.02  # a patient's images: gain and gamma within +-2% of the patient's own (see _build_images)
 
 
 def _assign_vqa_splits(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -222,9 +223,21 @@ def _build_images(rng: np.random.Generator, studies: pd.DataFrame) -> pd.DataFra
     img["scale"] = rng.uniform(0.9, 1.1, size=m)
     img["tx"] = rng.uniform(-0.06, 0.06, size=m) * img["width"]
     img["ty"] = rng.uniform(-0.06, 0.06, size=m) * img["height"]
-    img["exposure"] = rng.uniform(0.85, 1.15, size=m)
-    img["gamma"] = rng.uniform(0.8, 1.25, size=m)
-    img["noise_sigma"] = rng.uniform(0.005, 0.03, size=m)
+    # Exposure: each patient has an acquisition setting (gain 0.85-1.15, gamma 0.8-1.25, noise sigma
+    # 0.005-0.03, the values drawn for the patient's first image) and each later image varies it by
+    # a small follow-up nuisance (gain and gamma within +-FOLLOWUP_JITTER, noise within +-10%):
+    # follow-ups of one patient then differ mainly by their findings, as an editor's input and
+    # target should (an independent draw per image made most of |input - target| exposure).
+    # The draws are the same as one independent draw per image, so every later draw is unchanged.
+    exposure = rng.uniform(0.85, 1.15, size=m)
+    gamma = rng.uniform(0.8, 1.25, size=m)
+    noise = rng.uniform(0.005, 0.03, size=m)
+    subj = img["subject_id"].to_numpy()
+    first = pd.Series(np.arange(m)).groupby(subj).transform("min").to_numpy()
+    j = FOLLOWUP_JITTER
+    img["exposure"] = exposure[first] * (1 + j * (exposure - 1.0) / 0.15)
+    img["gamma"] = gamma[first] * (1 + j * (gamma - 1.025) / 0.225)
+    img["noise_sigma"] = noise[first] * (1 + 0.1 * (noise - 0.0175) / 0.0125)
     img["ref_height"] = REF_FRONTAL[0]
     img["ref_width"] = REF_FRONTAL[1]
     img["metadata_view"] = img["true_view"].astype(object)

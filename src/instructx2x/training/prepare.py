@@ -14,8 +14,12 @@ import logging
 import tempfile
 import time
 
+from pathlib import Path
+
 import numpy as np
 import torch
+
+from ..core.io import write_json
 
 from ..model.build import build_tiny, load_pretrained, save_pipeline
 from ..model.tokenizer import check_length, instruction_words
@@ -24,7 +28,8 @@ from .data import augment, load_image, read_instructions
 log = logging.getLogger(__name__)
 
 
-def pretrain_vae(vae, images: torch.Tensor, steps: int, batch: int, lr: float, kl_weight: float, seed: int):
+def pretrain_vae(vae, images: torch.Tensor, steps: int, batch: int, lr: float, kl_weight: float, seed: int,
+                 rec_loss: str = "mse"):
     """Reconstruction pre-training of a (tiny) AutoencoderKL on ``images`` (N,3,H,W in [-1,1])."""
     g = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -38,7 +43,7 @@ def pretrain_vae(vae, images: torch.Tensor, steps: int, batch: int, lr: float, k
         post = vae.encode(x).latent_dist
         z = post.sample(generator=g)
         rec = vae.decode(z).sample
-        mse = torch.nn.functional.mse_loss(rec, x)
+        mse = torch.nn.functional.mse_loss(rec, x) if rec_loss == "mse" else (rec - x).abs().mean()
         kl = post.kl().mean() / z[0].numel()
         loss = mse + kl_weight * kl
         opt.zero_grad()
@@ -54,6 +59,15 @@ def pretrain_vae(vae, images: torch.Tensor, steps: int, batch: int, lr: float, k
     vae.register_to_config(scaling_factor=factor)
     log.info("vae scaling_factor = 1/std(latents) = %.5f", factor)
     return history
+
+
+@torch.no_grad()
+def reconstruction_mae(vae, images: torch.Tensor) -> float:
+    """Mean absolute error of decode(encode(x).mode) in grey levels (0-255), as the edit pipeline decodes."""
+    vae.eval()
+    err = [((vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1) - x).abs() * 127.5).mean(dim=(1, 2, 3))
+           for x in images.split(16)]
+    return float(torch.cat(err).mean())
 
 
 def prepare(instructions_path, out_dir, model_cfg: dict, seed: int, resolution: int) -> dict:
@@ -73,13 +87,20 @@ def prepare(instructions_path, out_dir, model_cfg: dict, seed: int, resolution: 
         images = torch.stack([load_image(p, resolution) for p in paths])
         t0 = time.time()
         hist = pretrain_vae(comps.vae, images, cfg["vae_steps"], cfg["vae_batch_size"], cfg["vae_lr"],
-                            cfg["vae_kl_weight"], seed)
-        info = {"source": "tiny", "vae_images": len(paths), "vae_first_mse": hist[0], "vae_last_mse": hist[-1],
-                "vae_seconds": round(time.time() - t0, 1)}
+                            cfg["vae_kl_weight"], seed, rec_loss=cfg["vae_rec_loss"])
+        info = {"source": "tiny", "vae_images": len(paths), "vae_steps": int(cfg["vae_steps"]),
+                "vae_first_loss": hist[0], "vae_last_loss": hist[-1], "vae_seconds": round(time.time() - t0, 1)}
+        val = df[df["split"] == "val"]
+        vpaths = sorted(set(val["past_image"]) | set(val["current_image"]))[:64]
+        if vpaths:  # held-out images (val split): what the editor's output can be no closer than
+            info["vae_val_images"] = len(vpaths)
+            info["vae_val_mae_grey"] = round(reconstruction_mae(comps.vae, torch.stack([load_image(p, resolution)
+                                                                                       for p in vpaths])), 3)
     check_length(comps.tokenizer, df["instruction"].unique())  # over-long instructions: an error now, never cut
     for m in (comps.vae, comps.text_encoder):
         m.requires_grad_(False)
     save_pipeline(comps, out_dir)
     info["scaling_factor"] = float(comps.vae.config.scaling_factor)
+    write_json(info, Path(out_dir) / "prepare_report.json")
     log.info("prepared %s", info)
     return info

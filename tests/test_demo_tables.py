@@ -39,3 +39,13 @@ def test_write_blocks_needs_its_markers():
     assert RT.write_blocks(text, {"run": "new"}) == "a\n<!-- demo_tables:run -->\nnew\n<!-- /demo_tables:run -->\nb"
     with pytest.raises(ValueError, match="table2"):
         RT.write_blocks(text, {"table2": "x"})
+
+
+def test_edit_truth_block_renders_the_recorded_check_or_says_it_is_missing():
+    assert RT.edit_truth_md(None) == "Ground-truth check: not recorded for this run."
+    truth = {"ops": 4, "scored": 4, "modes": {
+        "rse": {"ops": 2, "edit_ok": 0.5, "target_ok": 1.0, "add_ok": 1.0, "remove_ok": 0.0},
+        "wo_rse": {"ops": 2, "edit_ok": 1.0, "target_ok": 1.0, "add_ok": None, "remove_ok": 1.0}}}
+    text = RT.edit_truth_md(truth)
+    assert "| RSE | 2 | 50% | 100% | 0% | 100% |" in text
+    assert "| wo-RSE | 2 | 100% | n/a | 100% | 100% |" in text

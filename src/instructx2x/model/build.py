@@ -29,11 +29,11 @@ class Components:
     scheduler: object
 
 
-def make_scheduler():
+def make_scheduler(prediction_type: str = "epsilon"):
     from diffusers import DDPMScheduler
 
     return DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085,
-                         beta_end=0.012, clip_sample=False, prediction_type="epsilon")
+                         beta_end=0.012, clip_sample=False, prediction_type=prediction_type)
 
 
 def tiny_vae(cfg: dict):

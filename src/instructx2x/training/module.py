@@ -219,7 +219,14 @@ class InstructPix2PixModule(L.LightningModule):
         text = torch.where(drop_text, empty, text)
         cond = torch.where(drop_img, torch.zeros_like(cond), cond)
         pred = self.unet(torch.cat([noisy, cond], dim=1), t, encoder_hidden_states=text).sample
-        return F.mse_loss(pred.float(), noise.float())
+        kind = self.noise_scheduler.config.prediction_type
+        if kind == "sample":  # the clean latent
+            target = latents
+        elif kind == "v_prediction":
+            target = a.sqrt() * noise - (1 - a).sqrt() * latents
+        else:
+            target = noise
+        return F.mse_loss(pred.float(), target.float())
 
     def training_step(self, batch, batch_idx):
         self._micro = batch_idx

@@ -52,13 +52,14 @@ def train(init_dir, latents_path, out_dir, cfg: dict, seed: int, fast_dev_run: b
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
-    from ..model.build import save_pipeline
+    from ..model.build import make_scheduler, save_pipeline
     from .module import InstructPix2PixModule, LatentDataModule
 
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
     L.seed_everything(seed, workers=True)
     comps = _load_init(init_dir)
+    comps.scheduler = make_scheduler(cfg.get("prediction_type", "epsilon"))  # exported with the pipeline
     gpu = torch.cuda.is_available() and cfg["accelerator"] in ("auto", "gpu")
     devices = cfg["devices"] if gpu else 1
     accum = cfg["gradient_accumulation"]

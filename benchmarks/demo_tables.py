@@ -61,6 +61,8 @@ def record(results: Path, wall_s: float | None, command: str, cores: int) -> Non
         w.writerow(["rule", "jobs", "seconds"])
         for rule, ts in sorted(times.items(), key=lambda kv: -sum(kv[1])):
             w.writerow([rule, len(ts), f"{sum(ts):.1f}"])
+    if (results / "model" / "init" / "prepare_report.json").exists():  # the tiny VAE's val reconstruction
+        shutil.copy(results / "model" / "init" / "prepare_report.json", RUN_DIR / "prepare_report.json")
     if (results / "raw" / "demo" / "ground_truth").is_dir():  # demo runs: the ground-truth check of the edits
         import demo_edit_truth
 

@@ -1,4 +1,4 @@
-"""Report attributes attached by scope (instructions/attributes.py): each location and level goes to the
+"""Report attributes attached by scope (instructions/report_scope.py): each location and level goes to the
 finding it modifies, never to every finding of the sentence; negation in the same scope; spans kept."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from instructx2x.instructions.attributes import ReportExtractor, extract_report_attributes
+from instructx2x.instructions.report_scope import ReportExtractor, extract_report_attributes
 
 
 @pytest.fixture(scope="module")

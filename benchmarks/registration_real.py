@@ -238,6 +238,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     s, g = real_data_settings()
     base = baseline_settings(s)
+    # the state of the code that runs (edits made while it runs do not count)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     if args.from_table:
         df = pd.read_parquet(args.from_table)
         wall = float("nan")
@@ -333,8 +336,6 @@ def main(argv=None) -> int:
     ]
     print("\n".join(lines))
     if not args.no_record and not args.from_table and not args.limit:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
         now = datetime.datetime.now(datetime.timezone.utc)
         command = " ".join(["python", "benchmarks/registration_real.py"] + (argv if argv is not None else sys.argv[1:]))
         machine = f"{platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs, shared)"

@@ -147,8 +147,9 @@ def derive_thresholds(cal: pd.DataFrame, mi_threshold: float) -> dict:
       and reports the interval of margins that would have separated it (a fitted midpoint).
     - ``ncc_min``: a gross-failure guard, not a separator: half the lowest ncc of the calibration
       half's MI-kept follow-ups, rounded down to 0.05, and never above 0.25 (the demo's guard).
-    - ``structure_ncc_min`` (flag only on real data): the 5% quantile of the calibration half's
-      MI-kept follow-ups, rounded down to 0.05.
+    - ``structure_ncc_min`` (flag only on real data): the lowest structure_ncc of the calibration
+      half's MI-kept follow-ups, rounded down to 0.05 (with a handful of follow-ups a 5% quantile
+      is that minimum anyway): no calibration follow-up would be flagged.
     """
     same = cal[(cal["kind"] == "same patient") & (cal["mi"] <= mi_threshold)]
     mirrors = cal[cal["kind"].isin(MIRRORS) & (cal["mi"] <= mi_threshold)]
@@ -161,7 +162,7 @@ def derive_thresholds(cal: pd.DataFrame, mi_threshold: float) -> dict:
         "mirror_margin": 0.0 if separates_at_0 else float("nan"),
         "mirror_margin_interval": [0.0, float(min(gap_same, -gap_mirror))] if separates_at_0 else None,
         "ncc_min": min(0.25, floor05(0.5 * same["ncc"].min())),
-        "structure_ncc_min": floor05(float(np.quantile(same["structure_ncc"], 0.05))),
+        "structure_ncc_min": floor05(float(same["structure_ncc"].min())),
         "follow_up_mirror_gap_min": float(gap_same), "mirror_gap_max": float(gap_mirror),
         "follow_up_ncc_min": float(same["ncc"].min()),
     }

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(not real_cxr.available(), reason=f"real corpus n
 
 # The fixed subset (files of ../shared/real-cxr/images), from benchmarks/registration_real.py's run:
 # consecutive PA studies of one patient that pass the paper's MI gate (c0173/c0174 has the smallest
-# mirror_mi - mi of all, +0.044; c0259/c0260 the lowest structure_ncc, 0.40: kept and flagged),
+# mirror_mi - mi of all, about +0.04; c0259/c0260 the lowest structure_ncc, about 0.4: kept and flagged),
 # other-patient PA pairs, and a PA image for the transform / 16-bit cases.
 SAME_PATIENT = [("c0177", "c0178"), ("c0173", "c0174"), ("c0259", "c0260")]
 OTHER_PATIENT = [("c0171", "c0261"), ("c0177", "c0194")]
@@ -88,7 +88,7 @@ def test_other_patient_pair_passing_the_mi_gate_is_kept_but_flagged(settings):
 
 
 def test_mirrored_follow_up_is_flagged_as_a_mirror(settings):
-    """The mirrored current of the follow-up closest to the mirror threshold (mirror_mi - mi = -0.044)."""
+    """The mirrored current of the follow-up closest to the mirror threshold (mirror_mi - mi about -0.04)."""
     s, g = settings
     past, current = SAME_PATIENT[1]
     res, _ = register_arrays(img(past), np.ascontiguousarray(img(current)[:, ::-1]), s)

@@ -96,19 +96,19 @@ def render(records: dict) -> dict:
 
 
 def _pattern(name: str) -> re.Pattern:
-    return re.compile(rf"(<!-- real_data:{name} -->\n)(.*?)(\n<!-- /real_data:{name} -->)", re.S)
+    return re.compile(rf"(<!-- real_data:{name} -->\n)((?:.*?\n)?)(<!-- /real_data:{name} -->)", re.S)
 
 
 def read_block(text: str, name: str) -> str | None:
     m = _pattern(name).search(text)
-    return m.group(2) if m else None
+    return m.group(2).removesuffix("\n") if m else None
 
 
 def write_blocks(text: str, blocks: dict, names) -> str:
     for name in names:
         if not _pattern(name).search(text):
             raise ValueError(f"no block <!-- real_data:{name} --> ... <!-- /real_data:{name} -->")
-        text = _pattern(name).sub(lambda m: m.group(1) + blocks[name] + m.group(3), text)
+        text = _pattern(name).sub(lambda m: m.group(1) + blocks[name] + "\n" + m.group(3), text)
     return text
 
 

@@ -34,8 +34,8 @@ from results_md import replace_section  # noqa: E402  (benchmarks/ is the script
 
 from instructx2x.core.config import validate_config  # noqa: E402
 from instructx2x.pairs import build_pairs  # noqa: E402
-from instructx2x.registration.algorithm import (  # noqa: E402
-    RegistrationSettings, register_files, transform_errors, transform_matrix_of)
+from instructx2x.registration.algorithm import RegistrationSettings, register_files  # noqa: E402
+from instructx2x.registration.quality import transform_errors, transform_matrix_of  # noqa: E402
 from instructx2x.registration.gate import GateSettings, gate_reason  # noqa: E402
 from instructx2x.synthetic.generate import generate_dataset  # noqa: E402
 from instructx2x.synthetic.truth import transform_matrix  # noqa: E402

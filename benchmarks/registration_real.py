@@ -60,9 +60,8 @@ from results_md import replace_section  # noqa: E402
 
 from instructx2x.core.config import validate_config  # noqa: E402
 from instructx2x.core.images import read_gray  # noqa: E402
-from instructx2x.registration.algorithm import (  # noqa: E402
-    RegistrationSettings, register_arrays, transform_errors, transform_matrix_of,
-)
+from instructx2x.registration.algorithm import RegistrationSettings, register_arrays  # noqa: E402
+from instructx2x.registration.quality import transform_errors, transform_matrix_of  # noqa: E402
 from instructx2x.registration.gate import GateSettings, gate_flag, gate_reason  # noqa: E402
 
 SECTION = "## Registration on real radiographs: follow-ups, other patients, mirrors, known transforms"

@@ -18,7 +18,8 @@ import real_cxr
 from instructx2x import cli
 from instructx2x.core.config import REPO_ROOT, validate_config
 from instructx2x.core.images import read_gray
-from instructx2x.registration.algorithm import RegistrationSettings, register_arrays, transform_errors, transform_matrix_of
+from instructx2x.registration.algorithm import RegistrationSettings, register_arrays
+from instructx2x.registration.quality import transform_errors, transform_matrix_of
 from instructx2x.registration.gate import GateSettings, gate_flag, gate_reason
 
 pytestmark = pytest.mark.skipif(not real_cxr.available(), reason=f"real corpus not found at {real_cxr.corpus_root()} (set ${real_cxr.ENV})")

@@ -286,7 +286,7 @@ def _demo_tables(root, out):
 def test_views_pairs_registration_against_demo_truth(demo_dataset, tmp_path):
     from instructx2x.views import classifier as view_classifier
     from instructx2x.pairs import build_pairs
-    from instructx2x.registration.algorithm import transform_errors, transform_matrix_of
+    from instructx2x.registration.quality import transform_errors, transform_matrix_of
     from instructx2x.synthetic.truth import transform_matrix
     from instructx2x.views import decide_pa, score_views
 

@@ -102,6 +102,11 @@ ONE_DOWN = dict(direction="decrease")
     ("left effusion is no longer present", [Operation("remove", "pleural effusion", "left")]),
     ("small, left-sided effusion is new", [Operation("add", "pleural effusion", "left", "small")]),
     ("cardiomegaly is new", [Operation("add", "cardiomegaly")]),
+    # a stated enlarged heart is cardiomegaly with its level; a heart that has enlarged is a change
+    ("heart is mildly enlarged", [Operation("add", "cardiomegaly", severity="mildly")]),
+    ("Heart size is moderately enlarged", [Operation("add", "cardiomegaly", severity="moderately")]),
+    ("the heart has enlarged", [Operation("change", "cardiomegaly", **ONE_UP)]),
+    ("left effusion is slightly worse", [Operation("change", "pleural effusion", "left", **ONE_UP)]),
     # existential forms
     ("There is a new left effusion", [Operation("add", "pleural effusion", "left")]),
     ("there is a small right pneumothorax", [Operation("add", "pneumothorax", "right", "small")]),

@@ -197,16 +197,26 @@ def _predicate_first(words: list[str]) -> list[str] | None:
         if tail and tail[0] not in ("to", "from"):
             continue  # more words after the predicate: not this form
         head = ws[:k]
-        negated = False
-        while head and (head[-1] in _AUXILIARIES or head[-1] in ("not", "no", "longer")):
+        negated, skipped, degree = False, [], []
+        while head and (head[-1] in _AUXILIARIES or head[-1] in ("not", "no", "longer") or _is_severity(head[-1])):
             negated |= head[-1] in ("not", "no", "longer")
-            head = head[:-1]
+            (degree if _is_severity(head[-1]) else skipped).append(head.pop())
         if negated:  # `no longer present`, `not seen`: gone; a negated change (`not worse`) is not guessed
             return ["remove"] + head if verb == "add" and not tail else None
+        # `the heart is (mildly) enlarged` states cardiomegaly (add, with that level); `the heart has
+        # enlarged` / `is more enlarged` changes it
+        finding = _find_finding(head)
+        if (ws[k] == "enlarged" and finding is not None and finding[2] == "cardiomegaly" and not tail
+                and set(skipped) & {"is", "are"} and not set(skipped) & {"has", "have", "had", "become", "became"}):
+            verb = "add"
         if verb in ("increase", "decrease"):
-            return [verb] + head + tail
-        return None if tail else [verb] + head
+            return [verb] + head + tail  # a degree word (`slightly worse`) is the size of the step: one step
+        return None if tail else [verb] + degree[::-1] + head
     return None
+
+
+def _is_severity(word: str) -> bool:
+    return word not in _AUXILIARIES and (is_level(word) or word in _SEVERITY_WORDS)
 
 
 def _find_finding(words: list[str]) -> tuple[int, int, str] | None:

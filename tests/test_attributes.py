@@ -55,6 +55,13 @@ def _by_finding(ex, text):
     ("Right lower lobe pneumonia cannot be excluded.", {"pneumonia": [("right lower lung", None, False)]}),
     ("Without focal consolidation. Mild cardiomegaly.",
      {"consolidation": [(None, None, True)], "cardiomegaly": [(None, "mild", False)]}),
+    # a level inside the finding phrase: `heart is mildly enlarged`
+    ("The heart is mildly enlarged.", {"cardiomegaly": [(None, "mildly", False)]}),
+    ("Heart size remains moderately enlarged. Small left effusion.",
+     {"cardiomegaly": [(None, "moderately", False)], "pleural effusion": [("left", "small", False)]}),
+    ("Heart is slightly enlarged and there is mild edema.",
+     {"cardiomegaly": [(None, "mildly", False)], "edema": [(None, "mild", False)]}),
+    ("The heart is not enlarged. Heart size is normal.", {}),
 ])
 def test_attachment_by_scope(ex, text, expected):
     assert _by_finding(ex, text) == expected

@@ -72,6 +72,17 @@ _ADJACENT = {"adjacent", "associated", "overlying", "underlying", "nearby", "sur
              "compatible with", "due to", "possibly", "which may be", "may be", "worrisome for", "suspicious for"}
 # report level words that are not in level_lib, mapped to it
 _REPORT_LEVELS = {"trace": "minimal", "tiny": "small"}
+# `The heart is mildly enlarged`, `Heart size remains moderately enlarged`: one cardiomegaly mention
+# whose level is the adverb inside it (the phrase is matched whole, so the level is read from its words)
+_HEART_DEGREES = ("mildly", "moderately", "severely", "markedly", "slightly", "minimally", "massively",
+                  "substantially", "borderline")
+_ENLARGED_HEART_STATEMENTS = {
+    f"{subject} {verb} {degree}enlarged"
+    for subject in ("heart", "heart size", "cardiac silhouette", "cardiac size", "cardiac contour")
+    for verb in ("is", "remains", "appears", "is again", "is still", "looks", "seems")
+    for degree in ("", *(d + " " for d in _HEART_DEGREES))}
+_HEART_DEGREE_LEVELS = {"slightly": "mildly", "minimally": "mildly", "markedly": "severely", "massively": "severely",
+                        "substantially": "severely", "borderline": "mildly"}
 _NONLEVEL_AS_LEVEL = {"large": "large"}
 
 
@@ -170,8 +181,7 @@ class ReportExtractor:
             names = set(syns) | {official}
             if official == "cardiomegaly":
                 names -= {"enlarged"}  # `enlarged` alone names a size, not cardiomegaly, unless nothing else
-                names |= {"enlarged heart", "enlarged cardiac silhouette", "heart is enlarged",
-                          "heart size is enlarged"}
+                names |= {"enlarged heart", "enlarged cardiac silhouette"} | _ENLARGED_HEART_STATEMENTS
             add("FINDING", official, names)
         loc_phrases = {" ".join(p) for p in _LOCATION_PHRASES if _LOCATION_PHRASES[p][0] != "noun"}
         loc_phrases |= {"lung", "lungs", "lobe", "lobes", "zone", "zones", "area", "region", "field", "fields",
@@ -250,6 +260,11 @@ class ReportExtractor:
                 m = Mention(key, sp.start_char + offset, sp.end_char + offset, sp.text, negated=negating,
                             sentence=sent_span)
                 m._adjacent = pending_adjacent  # type: ignore[attr-defined]
+                if key == "cardiomegaly":  # a degree word inside `heart is mildly enlarged`
+                    for tok in sp:
+                        if tok.lower_ in _HEART_DEGREES:
+                            m.level_words.append((tok.idx + offset, tok.idx + len(tok) + offset, tok.text,
+                                                  _HEART_DEGREE_LEVELS.get(tok.lower_, tok.lower_)))
                 clauses[-1].append((sp, m))
                 continue
             clauses[-1].append((sp, key))

@@ -37,9 +37,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from instructx2x.registration.algorithm import (
-    RegistrationSettings, register_arrays, transform_errors, transform_matrix_of,
-)
+from instructx2x.registration.algorithm import RegistrationSettings, register_arrays
+from instructx2x.registration.quality import transform_errors, transform_matrix_of
 from instructx2x.synthetic import phantom
 from instructx2x.synthetic.truth import REF_FRONTAL, transform_matrix
 

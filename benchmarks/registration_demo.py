@@ -32,9 +32,10 @@ sys.path.insert(0, str(REPO / "src"))
 
 from results_md import replace_section  # noqa: E402  (benchmarks/ is the script directory)
 
+from instructx2x.core.config import validate_config  # noqa: E402
 from instructx2x.pairs import build_pairs  # noqa: E402
-from instructx2x.registration.algorithm import (  # noqa: E402
-    RegistrationSettings, register_files, transform_errors, transform_matrix_of)
+from instructx2x.registration.algorithm import RegistrationSettings, register_files  # noqa: E402
+from instructx2x.registration.quality import transform_errors, transform_matrix_of  # noqa: E402
 from instructx2x.registration.gate import GateSettings, gate_reason  # noqa: E402
 from instructx2x.synthetic.generate import generate_dataset  # noqa: E402
 from instructx2x.synthetic.truth import transform_matrix  # noqa: E402
@@ -99,7 +100,9 @@ def main(argv=None) -> int:
     ap.add_argument("--write", action="store_true", help="replace this section of benchmarks/RESULTS.md")
     a = ap.parse_args(argv)
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-    section = {**cfg["registration"], **json.loads(a.set)}
+    cfg["registration"] = {**cfg["registration"], **json.loads(a.set)}
+    cfg = validate_config(cfg)  # the schema's defaults fill what config.yaml leaves out, as in the pipeline
+    section = cfg["registration"]
     s, g = RegistrationSettings.from_config(section, seed=cfg["seed"]), GateSettings.from_config(section)
     with tempfile.TemporaryDirectory(prefix="reg_demo_") as tmp:
         df = pd.DataFrame([r for seed in map(int, a.seeds.split(",")) for r in run_seed(seed, a.patients, s, g, Path(tmp))])
@@ -132,6 +135,18 @@ def main(argv=None) -> int:
         print(kept_bad[["seed", "pair_id", "kind", "mi", "ncc", "structure_ncc"]].to_string())
     if a.write:
         replace_section(section_title, text)
+        planted_kept = {k: [int((grp["fate"] == "kept").sum()), int(len(grp))] for k, grp in planted.groupby("kind")}
+        planted_flagged = {k: [int((grp["fate"] != "kept").sum()), int(len(grp))] for k, grp in planted.groupby("kind")}
+        summary = REPO / "benchmarks" / "real_run" / f"registration_demo_{a.patients}.json"
+        summary.parent.mkdir(parents=True, exist_ok=True)
+        summary.write_text(json.dumps({
+            "date": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC", "command": f"python benchmarks/registration_demo.py "
+            f"{' '.join(argv if argv is not None else sys.argv[1:])}", "seeds": a.seeds, "patients": a.patients,
+            "good_within_1px": [int(ok.sum()), int(len(good))], "good_median_px": float(good["disp_err"].median()),
+            "good_max_px": float(good["disp_err"].max()), "good_kept": [int((good["fate"] == "kept").sum()), int(len(good))],
+            "planted_kept": planted_kept, "planted_not_kept": planted_flagged, "seconds_mean": float(df["seconds"].mean()),
+            "level_histogram_bins": list(s.level_histogram_bins) if s.level_histogram_bins else None,
+        }, indent=1, sort_keys=True) + "\n")
     return 0
 
 

@@ -15,7 +15,7 @@ if config["source"] == "physionet":
         output:
             manifest=results("raw/physionet_tables_manifest.parquet"),
         params:
-            code=code_version("acquire", "ingest.tables"),
+            code=code_version("acquire", "ingest.raw"),
             raw_dir=RAW_DIR,
             datasets=DATASET_VERSIONS,
         log:
@@ -38,7 +38,7 @@ if config["source"] == "physionet":
             ledger=results("ledger/acquire.tsv"),
             counts=results("ledger/acquire.counts.tsv"),
         params:
-            code=code_version("acquire", "ingest.tables"),
+            code=code_version("acquire", "ingest.raw"),
             raw_dir=RAW_DIR,
             datasets=DATASET_VERSIONS,
         log:
@@ -63,7 +63,7 @@ elif config["source"] == "local":
             ledger=results("ledger/acquire.tsv"),
             counts=results("ledger/acquire.counts.tsv"),
         params:
-            code=code_version("acquire", "ingest.tables"),
+            code=code_version("acquire", "ingest.raw"),
             datasets=DATASET_VERSIONS,
         log:
             f"{LOGS}/acquire/local_manifest.log",

@@ -21,7 +21,7 @@ rule masks:
         ledger=results("ledger/masks.tsv"),
         counts=results("ledger/masks.counts.tsv"),
     params:
-        code=code_version("masks"),
+        code=code_version("masks.pseudo"),
         resolution=MASKS_RESOLUTION,
     log:
         f"{LOGS}/masks.log",

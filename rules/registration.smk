@@ -13,7 +13,7 @@ rule registration_shard:
         table=results("registration/shards/shard_{shard}.parquet"),
         images=directory(results("registration/images/shard_{shard}")),
     params:
-        code=code_version("registration.algorithm", "registration.stage"),
+        code=code_version("registration.algorithm", "registration.quality", "registration.stage"),
         on_disk=on_disk("registration_shard"),  # a file deleted from images/ re-runs this shard
         settings=REG_SETTINGS,
         seed=config["seed"],

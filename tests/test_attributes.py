@@ -1,4 +1,4 @@
-"""Report attributes attached by scope (instructions/attributes.py): each location and level goes to the
+"""Report attributes attached by scope (instructions/report_scope.py): each location and level goes to the
 finding it modifies, never to every finding of the sentence; negation in the same scope; spans kept."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from instructx2x.instructions.attributes import ReportExtractor, extract_report_attributes
+from instructx2x.instructions.report_scope import ReportExtractor, extract_report_attributes
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +55,13 @@ def _by_finding(ex, text):
     ("Right lower lobe pneumonia cannot be excluded.", {"pneumonia": [("right lower lung", None, False)]}),
     ("Without focal consolidation. Mild cardiomegaly.",
      {"consolidation": [(None, None, True)], "cardiomegaly": [(None, "mild", False)]}),
+    # a level inside the finding phrase: `heart is mildly enlarged`
+    ("The heart is mildly enlarged.", {"cardiomegaly": [(None, "mildly", False)]}),
+    ("Heart size remains moderately enlarged. Small left effusion.",
+     {"cardiomegaly": [(None, "moderately", False)], "pleural effusion": [("left", "small", False)]}),
+    ("Heart is slightly enlarged and there is mild edema.",
+     {"cardiomegaly": [(None, "mildly", False)], "edema": [(None, "mild", False)]}),
+    ("The heart is not enlarged. Heart size is normal.", {}),
 ])
 def test_attachment_by_scope(ex, text, expected):
     assert _by_finding(ex, text) == expected

@@ -187,25 +187,34 @@ def _train_kill_resume(small_run, *, checkpoint_every=None, code_edit=False) -> 
     }
 
 
+def _training_settings(small_run) -> tuple[int, int, int]:
+    """(steps per epoch, checkpoint_every, steps) of the small run."""
+    config = yaml.safe_load((small_run.pristine / "run_config.yaml").read_text())["training"]
+    return steps_per_epoch(small_run.pristine), config["checkpoint_every"], config["steps"]
+
+
 @pytest.fixture(scope="module")
 def training_mid_epoch(small_run):
-    """A library edit re-runs training (fixture config: checkpoint every 20 steps); killed after step 20."""
-    spe = steps_per_epoch(small_run.pristine)
-    every = yaml.safe_load((small_run.pristine / "run_config.yaml").read_text())["training"]["checkpoint_every"]
-    out = _train_kill_resume(small_run, code_edit=True)
+    """A library edit re-runs training; checkpoints at a step inside an epoch (the small run's
+    `checkpoint_every` unless that is an epoch end for its split sizes); killed after the first."""
+    spe, default, steps = _training_settings(small_run)
+    every = next((k for k in range(default, steps) if k % spe), None)
+    if every is None:
+        pytest.skip(f"{spe} steps per epoch: no mid-epoch step between {default} and the last step {steps}")
+    out = _train_kill_resume(small_run, checkpoint_every=None if every == default else every, code_edit=True)
     out["mid_epoch"] = every % spe != 0
     return out
 
 
 @pytest.fixture(scope="module")
 def training_epoch_end(small_run):
-    """Checkpoints every k epochs (a config change, which also re-runs training); killed after the first."""
-    spe = steps_per_epoch(small_run.pristine)
+    """Checkpoints every k epochs (a config change, which also re-runs training; a library edit too when
+    k epochs happen to be the small run's own `checkpoint_every`); killed after the first."""
+    spe, default, steps = _training_settings(small_run)
     every = spe * math.ceil(20 / spe)
-    steps = yaml.safe_load((small_run.pristine / "run_config.yaml").read_text())["training"]["steps"]
     if every >= steps:
         pytest.skip(f"{spe} steps per epoch: no epoch-end checkpoint before the last step")
-    return _train_kill_resume(small_run, checkpoint_every=every)
+    return _train_kill_resume(small_run, checkpoint_every=every, code_edit=every == default)
 
 
 def _check_resumed(run: dict) -> None:

@@ -89,6 +89,46 @@ ONE_DOWN = dict(direction="decrease")
 
 
 @pytest.mark.parametrize("text,expected", [
+    # the finding first, its change after it (report style)
+    ("Left pleural effusion has increased", [Operation("change", "pleural effusion", "left", **ONE_UP)]),
+    ("left effusion, worse", [Operation("change", "pleural effusion", "left", **ONE_UP)]),
+    ("the edema is better", [Operation("change", "edema", **ONE_DOWN)]),
+    ("left lower lobe atelectasis has worsened", [Operation("change", "atelectasis", "left lower lung", **ONE_UP)]),
+    ("Left effusion increased to moderate",
+     [Operation("change", "pleural effusion", "left", to_level="moderate", direction="increase")]),
+    ("the effusion has increased from small to moderate",
+     [Operation("change", "pleural effusion", from_level="small", to_level="moderate")]),
+    ("right pneumothorax, resolved", [Operation("remove", "pneumothorax", "right")]),
+    ("left effusion is no longer present", [Operation("remove", "pleural effusion", "left")]),
+    ("small, left-sided effusion is new", [Operation("add", "pleural effusion", "left", "small")]),
+    ("cardiomegaly is new", [Operation("add", "cardiomegaly")]),
+    # a stated enlarged heart is cardiomegaly with its level; a heart that has enlarged is a change
+    ("heart is mildly enlarged", [Operation("add", "cardiomegaly", severity="mildly")]),
+    ("Heart size is moderately enlarged", [Operation("add", "cardiomegaly", severity="moderately")]),
+    ("the heart has enlarged", [Operation("change", "cardiomegaly", **ONE_UP)]),
+    ("left effusion is slightly worse", [Operation("change", "pleural effusion", "left", **ONE_UP)]),
+    # existential forms
+    ("There is a new left effusion", [Operation("add", "pleural effusion", "left")]),
+    ("there is a small right pneumothorax", [Operation("add", "pneumothorax", "right", "small")]),
+    ("There are bilateral effusions", [Operation("add", "pleural effusion", "bilateral")]),
+    # several such clauses joined by `and`
+    ("effusion worse and edema better", [Operation("change", "pleural effusion", **ONE_UP),
+                                         Operation("change", "edema", **ONE_DOWN)]),
+])
+def test_finding_first_and_existential_forms(text, expected):
+    ops = parse_instruction(text)
+    assert ops == expected
+    assert parse_instruction(render_instruction(ops)) == ops
+
+
+@pytest.mark.parametrize("text", ["the effusion is not worse", "pleural effusion on the left",
+                                  "left effusion, right pneumothorax, resolved", "effusion worse and purple"])
+def test_finding_first_forms_that_are_not_guessed(text):
+    with pytest.raises(UnparseableInstruction):
+        parse_instruction(text)
+
+
+@pytest.mark.parametrize("text,expected", [
     # the forms
     ("Increase the effusion", [Operation("change", "pleural effusion", **ONE_UP)]),
     ("Please remove the edema", [Operation("remove", "edema")]),

@@ -21,7 +21,7 @@ import yaml
 from PIL import Image
 
 from instructx2x.provenance import audit, load_headers
-from test_workflow_reruns import downstream, dry_run, parse_job_stats, parse_rulegraph
+from test_workflow_reruns import downstream, dry_run, parse_job_stats, rulegraph  # noqa: F401 (rulegraph: a fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -45,21 +45,13 @@ def run_ok(small_run, *args, configfiles=()) -> str:
     return text
 
 
-@pytest.fixture(scope="module")
-def rules_of_dag(small_run) -> dict[str, set[str]]:
-    small_run.fresh_copy()
-    proc = small_run.run("--rulegraph", "dot", "--forceall", timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return parse_rulegraph(proc.stdout)
-
-
-def test_finished_run_audits_clean_with_every_file_in_the_lineage(small_run, rules_of_dag):
+def test_finished_run_audits_clean_with_every_file_in_the_lineage(small_run, rulegraph):
     work = small_run.fresh_copy()
     code, result = cli_audit(work)
     assert code == 0 and result["ok"], result["problems"][:10]
     # every job of the DAG recorded itself; the report and the checkpoints are in the lineage
     headers = load_headers(work / "results")
-    assert {h["rule"] for h in headers} == set(rules_of_dag) - {"all"}
+    assert {h["rule"] for h in headers} == set(rulegraph) - {"all"}
     report = next(h for h in headers if h["rule"] == "report")
     assert {o["path"] for o in report["outputs"]} == {"report/report.html", "report/index.html"}
     assert "provenance/audit.json" in {i["path"] for i in report["inputs"]}
@@ -102,7 +94,7 @@ def test_honest_reruns_leave_a_clean_audit(small_run):
     assert in_run["ok"] and in_run["deferred"] == ["report[all]"], in_run
 
 
-def test_tampering_is_reported_until_its_own_rule_remakes_the_file(small_run, rules_of_dag):
+def test_tampering_is_reported_until_its_own_rule_remakes_the_file(small_run, rulegraph):
     work = small_run.fresh_copy()
     results = work / "results"
     reg_png = sorted((results / "registration/images").rglob("*.png"))[0]
@@ -126,7 +118,7 @@ def test_tampering_is_reported_until_its_own_rule_remakes_the_file(small_run, ru
 
     # the deleted edit is scheduled for re-making, by its own shard, and what follows it
     jobs, reasons, _ = dry_run(small_run)
-    assert set(jobs) == downstream(rules_of_dag, {"infer"}) and jobs["infer"] == 1, dict(jobs)
+    assert set(jobs) == downstream(rulegraph, {"infer"}) and jobs["infer"] == 1, dict(jobs)
     assert "Params have changed" in reasons["infer"][0]
 
     # the rerun re-makes the image and the report: those are clean; the registration PNG is not

@@ -116,6 +116,25 @@ def test_start_grid_must_be_a_grid():
     assert RegistrationSettings(start_angles_deg=(0.0,), start_scales=(1.0,), refine_starts=1).refine_starts == 1
 
 
+def test_level_histogram_bins_one_value_per_level_and_real_data_default():
+    import yaml
+
+    from instructx2x.core.config import REPO_ROOT, validate_config
+    from instructx2x.core.config import ConfigError
+
+    with pytest.raises(ValueError, match="level_histogram_bins"):
+        RegistrationSettings(level_histogram_bins=(32, 64))  # 4 pyramid levels
+    config = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
+    assert validate_config(config)["registration"]["level_histogram_bins"] is None  # the demo, as recorded
+    config["registration"] = {}
+    section = validate_config(config)["registration"]  # the real-data defaults
+    s = RegistrationSettings.from_config(section)
+    assert s.level_histogram_bins == (32, 32, 32, 64) and s.histogram_bins == 32  # the reported MI stays at 32 bins
+    config["registration"] = {"level_histogram_bins": [32, 64]}
+    with pytest.raises(ConfigError, match="registration.level_histogram_bins: 2 value"):
+        validate_config(config)
+
+
 # --------------------------------------------------------------------------- planted cases on the demo's renderer
 PATIENTS = {  # the demo generator's patient attributes; A and D: same race, sex and age band, other lung outline
     "A": dict(lung_template=2, race_group="white", age=60, habitus=1.0, gender="M"),
@@ -267,7 +286,7 @@ def _demo_tables(root, out):
 def test_views_pairs_registration_against_demo_truth(demo_dataset, tmp_path):
     from instructx2x.views import classifier as view_classifier
     from instructx2x.pairs import build_pairs
-    from instructx2x.registration.algorithm import transform_errors, transform_matrix_of
+    from instructx2x.registration.quality import transform_errors, transform_matrix_of
     from instructx2x.synthetic.truth import transform_matrix
     from instructx2x.views import decide_pa, score_views
 

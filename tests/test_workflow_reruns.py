@@ -176,13 +176,15 @@ def test_job_sizes_alone_rerun_nothing(small_run, run_config):
 # module edited -> the rules whose `code=code_version(...)` covers it (the roots of the re-run)
 CODE_EDITS = {
     "pairs": {"pairs"},
-    "masks": {"masks", "infer", "report_variations"},
+    "masks.pseudo": {"masks", "infer", "report_variations"},
+    "masks.region": {"infer", "report_variations"},
     "training.module": {"training_train"},
     "registration.stage": {"registration_shard", "registration_gather", "registration_gate", "registration_montage"},
 }
 CODE_EDIT_NEVER = {
     "pairs": {"demo_data", "ingest", "views_train", "views_score", "views_pa", "instructions_operations", "masks"},
-    "masks": ACQUIRE_TO_PAIRS | REGISTRATION_HEAVY | INSTRUCTIONS | TRAINING | {"evaluation_train"},
+    "masks.pseudo": ACQUIRE_TO_PAIRS | REGISTRATION_HEAVY | INSTRUCTIONS | TRAINING | {"evaluation_train"},
+    "masks.region": ACQUIRE_TO_PAIRS | REGISTRATION_HEAVY | INSTRUCTIONS | TRAINING | {"evaluation_train", "masks"},
     "training.module": ACQUIRE_TO_PAIRS | REGISTRATION_HEAVY | INSTRUCTIONS | {"training_prepare", "training_latents_job",
                                                                                 "training_latents", "masks",
                                                                                 "evaluation_train"},

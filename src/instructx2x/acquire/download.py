@@ -33,8 +33,15 @@ from urllib.parse import quote
 import pandas as pd
 
 from instructx2x.acquire import sources
-from instructx2x.acquire.credentials import Credentials, CredentialsError, get_credentials
-from instructx2x.acquire.fetcher import AuthError, DownloadError, Fetcher, FileResult, FileTask, Settings, parse_sha256sums
+from instructx2x.acquire.credentials import Credentials, get_credentials
+from instructx2x.acquire.fetcher import (
+    DownloadError,
+    Fetcher,
+    FileResult,
+    FileTask,
+    Settings,
+    parse_sha256sums,
+)
 from instructx2x.core.io import write_json, write_parquet
 from instructx2x.core.ledger import Ledger
 from instructx2x.core.tableschema import load_schema
@@ -75,9 +82,9 @@ def table_paths(config: dict) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for name in sources.DATASET_NAMES:
         # ingest's own schema resolution (version-dependent paths, e.g. MIMIC-IV 1.0 core/)
-        from instructx2x.ingest.tables import _raw_schema
+        from instructx2x.ingest.raw import raw_schema
 
-        rels = [_raw_schema(schema.removeprefix("raw_"), config)["path"] for schema in TABLE_SCHEMAS[name]]
+        rels = [raw_schema(schema.removeprefix("raw_"), config)["path"] for schema in TABLE_SCHEMAS[name]]
         rels += EXTRA_TABLES.get(name, [])
         if name == "mimic_cxr" and Settings.from_config(config).reports == "zip":
             rels.append(REPORTS_ZIP)

@@ -64,7 +64,7 @@ def _copy(value):
     return yaml.safe_load(yaml.safe_dump(value))
 
 
-PYRAMID_KEYS = ("smoothing_sigmas", "samples", "learning_rates", "min_steps", "iterations")
+PYRAMID_KEYS = ("smoothing_sigmas", "samples", "learning_rates", "min_steps", "iterations", "level_histogram_bins")
 
 
 def _is_grid(values) -> bool:

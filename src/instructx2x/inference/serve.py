@@ -36,30 +36,21 @@ import asyncio
 import base64
 import io
 import ipaddress
-import json
 import logging
 import os
-import queue
-import secrets
 import socket
 import sys
-import threading
-import time
 import zipfile
-from collections import OrderedDict
-from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
 
 from instructx2x.core.errors import InputError
 from instructx2x.inference.rse import DEFAULTS
+from instructx2x.inference.serve_jobs import HTTPError, Job
+from instructx2x.inference.serve_service import SEVERITIES, SIDES, Limits, Service, load_gallery
 
 log = logging.getLogger(__name__)
 
 PAGE = Path(__file__).with_name("serve_page.html")
-SEVERITIES = ("small", "moderate", "large")
-SIDES = ("left", "right", "bilateral")
 
 
 def add_parser(subparsers) -> None:
@@ -79,283 +70,6 @@ def add_parser(subparsers) -> None:
     p.add_argument("--no-laterality", action="store_true", help="do not restrict pseudo masks to the named side")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=run)
-
-
-# ------------------------------------------------------------------------------------------------
-# Jobs: one worker thread, a bounded queue
-# ------------------------------------------------------------------------------------------------
-
-
-class HTTPError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass
-class Job:
-    id: str
-    kind: str
-    fn: object = field(repr=False)
-    status: str = "queued"  # queued | running | done | failed
-    done: int = 0
-    total: int = 0
-    result: dict | None = field(default=None, repr=False)
-    archive: dict | None = field(default=None, repr=False)  # name -> bytes for the download
-    error: str | None = None
-    finished: threading.Event = field(default_factory=threading.Event, repr=False)
-    started_at: float | None = None  # time.monotonic() when the worker took it
-    ended_at: float | None = None  # time.monotonic() when it finished
-
-    def progress(self, done: int, total: int) -> None:
-        self.done, self.total = int(done), int(total)
-
-
-class JobQueue:
-    """Edits run one at a time in submission order; finished jobs are kept (the last ``keep``)."""
-
-    def __init__(self, max_pending: int = 8, keep: int = 16):
-        self.max_pending, self.keep = int(max_pending), int(keep)
-        self.jobs: OrderedDict[str, Job] = OrderedDict()
-        self.pending: queue.Queue[Job] = queue.Queue()
-        self.lock = threading.Lock()
-        self.worker = threading.Thread(target=self._work, name="instructx2x-edit-worker", daemon=True)
-        self.worker.start()
-
-    def submit(self, kind: str, fn, total: int = 0) -> Job:
-        with self.lock:
-            waiting = sum(j.status == "queued" for j in self.jobs.values())
-            if waiting >= self.max_pending:
-                raise HTTPError(503, f"{waiting} edits are waiting already; try again when one has finished")
-            job = Job(id=secrets.token_hex(8), kind=kind, fn=fn, total=total)
-            self.jobs[job.id] = job
-            finished = [k for k, j in self.jobs.items() if j.finished.is_set()]
-            for k in finished[: max(0, len(finished) - self.keep)]:
-                del self.jobs[k]
-        self.pending.put(job)
-        return job
-
-    def get(self, job_id: str) -> Job:
-        job = self.jobs.get(job_id)
-        if job is None:
-            raise HTTPError(404, f"no job {job_id!r} (finished jobs are kept for the last {self.keep} edits)")
-        return job
-
-    def position(self, job: Job) -> int:
-        """How many jobs run or wait before this one (0: it is running or done)."""
-        if job.status != "queued":
-            return 0
-        ahead = 0
-        for j in list(self.jobs.values()):
-            if j is job:
-                break
-            ahead += j.status in ("queued", "running")
-        return ahead
-
-    def _work(self) -> None:
-        while True:
-            job = self.pending.get()
-            job.started_at = time.monotonic()
-            job.status = "running"
-            try:
-                job.result, job.archive = job.fn(job.progress)
-                job.status = "done"
-            except InputError as err:
-                job.error, job.status = str(err), "failed"
-            except Exception as err:  # noqa: BLE001 - a bug: logged with its traceback, reported in one line
-                log.exception("edit %s failed", job.id)
-                job.error, job.status = f"internal error ({type(err).__name__}: {err})", "failed"
-            finally:
-                job.ended_at = time.monotonic()
-                job.finished.set()
-
-
-# ------------------------------------------------------------------------------------------------
-# The service: what the routes call
-# ------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Limits:
-    max_bytes: int = 32 * 2**20
-    max_pixels: int = 4096 * 4096
-
-
-def load_gallery(source, size: int = 12, max_pixels: int = 4096 * 4096) -> list[dict]:
-    """Demo inputs to start from, read once at start-up: the test/holdout inputs of an
-    instructions table (with their instructions), or the PNG/JPG files of a directory."""
-    import pandas as pd
-
-    from instructx2x.core.images import read_gray
-    from instructx2x.inference.editor import png_bytes
-
-    if not source:
-        return []
-    source = Path(source)
-    entries = []
-    if source.is_dir():
-        files = sorted(p for p in source.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".dcm"))
-        entries = [(p, "") for p in files]
-    elif source.is_file():
-        from instructx2x.core.paths import read_parquet
-
-        df = read_parquet(source)  # image paths relative to the results directory come back absolute
-        if "split" in df.columns:
-            df = df[df["split"].isin(["test", "holdout"])]
-        df = df.sort_values("pair_id", kind="stable") if "pair_id" in df.columns else df
-        seen = set()
-        for row in df.itertuples(index=False):
-            p = Path(str(row.past_image))
-            if not p.is_absolute() and not p.exists():
-                p = source.parent / p
-            if str(p) not in seen:
-                seen.add(str(p))
-                entries.append((p, str(getattr(row, "instruction", "") or "")))
-    else:
-        log.warning("gallery %s not found: the page starts with uploads only", source)
-    gallery = []
-    for path, instruction in entries:
-        if len(gallery) >= size:
-            break
-        try:
-            image = read_gray(path, max_pixels=max_pixels)
-        except InputError as err:
-            log.warning("gallery: skipped %s", err)
-            continue
-        gallery.append({"name": path.name, "instruction": instruction, "png": png_bytes(image),
-                        "width": int(image.shape[1]), "height": int(image.shape[0])})
-    return gallery
-
-
-def named_bytes(data: bytes, name: str) -> io.BytesIO:
-    """Uploaded bytes as a file object whose name (for messages and the DICOM check) is ``name``."""
-    buf = io.BytesIO(data)
-    buf.name = name
-    return buf
-
-
-class Service:
-    """The editor behind the routes: decoding and checking uploads, queueing edits, results."""
-
-    def __init__(self, editor, gallery=(), limits: Limits | None = None, max_pending: int = 8):
-        self.editor = editor
-        self.gallery = list(gallery)
-        self.limits = limits or Limits()
-        self.jobs = JobQueue(max_pending)
-
-    # -- inputs --------------------------------------------------------------------------------
-
-    def read_image(self, name: str, data: bytes) -> np.ndarray:
-        """An uploaded image (PNG/JPG/DICOM) as the editor reads it, checked against the model's size factor."""
-        from instructx2x.core.images import read_gray
-
-        if not data:
-            raise InputError(f"image upload {name}: empty file")
-        image = read_gray(named_bytes(data, f"image upload {name}"), max_pixels=self.limits.max_pixels)
-        self.editor.check_image(image, f"image upload {name}")
-        return image
-
-    def decode(self, fields: dict):
-        """(image, settings, user mask, input PNG bytes) from the form fields, or an InputError."""
-        from instructx2x.core.images import read_gray
-        from instructx2x.inference.editor import EditSettings, png_bytes, user_mask_from_gray
-
-        image_field = fields.get("image")
-        if image_field is None:
-            raise InputError("no 'image' file in the form (multipart field 'image')")
-        name, data = image_field
-        if not data:
-            raise InputError(f"image upload {name}: empty file")
-        raw = fields.get("settings")
-        if raw is None:
-            raise InputError("no 'settings' field in the form (JSON with at least 'instruction')")
-        try:
-            obj = json.loads(raw[1] if isinstance(raw, tuple) else raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise InputError(f"settings is not valid JSON ({err})") from None
-        settings = EditSettings.from_json(obj)
-        image = self.read_image(name, data)
-        user_mask = None
-        if fields.get("user_mask") is not None:
-            mname, mdata = fields["user_mask"]
-            mask = read_gray(named_bytes(mdata, f"user mask {mname}"), max_pixels=self.limits.max_pixels,
-                             check_content=False)
-            user_mask = user_mask_from_gray(mask, image.shape, f"user mask {mname}")
-        if settings.rse and user_mask is None and self.editor.pseudo_masks is None:
-            raise InputError("this server has no pseudo masks (--masks): draw a mask or turn RSE off")
-        return image, settings, user_mask, png_bytes(image)
-
-    # -- work ----------------------------------------------------------------------------------
-
-    def edit_job(self, image, settings, user_mask, input_png):
-        def fn(progress):
-            result = self.editor.edit(image, settings, user_mask=user_mask, progress=progress)
-            images = result.images()
-            payload = {"record": result.record, "images": {k: base64.b64encode(v).decode() for k, v in images.items()}}
-            archive = {"input.png": input_png, **{f"{k}.png": v for k, v in images.items()},
-                       "record.json": json.dumps(result.record, indent=2).encode()}
-            return payload, archive
-        return fn
-
-    def variations_job(self, image, settings, user_mask, input_png):
-        from instructx2x.instructions.grammar import render_instruction
-        from instructx2x.instructions.operation import Operation
-        from instructx2x.masks import parse_operations
-
-        try:
-            ops = parse_operations(settings.instruction)
-        except ValueError as err:
-            raise InputError(f"variations need a parsed instruction ({err})") from None
-        first = ops[0]
-        verb = "remove" if first.get("op") == "remove" else "add"
-        grid = [[render_instruction([Operation(op=verb, finding=first["finding"], location=side, severity=sev)])
-                 for side in SIDES] for sev in SEVERITIES]
-
-        def fn(progress):
-            from dataclasses import replace
-
-            n = len(SEVERITIES) * len(SIDES)
-            cells, variants = [], []
-            for k, text in enumerate(t for row in grid for t in row):
-                def step(done, total, k=k):
-                    progress(k * total + done, n * total)
-                res = self.editor.edit(image, replace(settings, instruction=text), user_mask=user_mask, progress=step)
-                cells.append(res.output.edited)
-                variants.append({"instruction": text, "mask_source": res.record["mask_source"],
-                                 "mask_detail": res.record["mask_detail"], "edited_fraction": res.record["edited_fraction"]})
-            png = variations_grid(cells, [t for row in grid for t in row])
-            record = {"model": {"path": str(self.editor.model_dir), "sha256": self.editor.model_sha256},
-                      "instruction": settings.instruction, "settings": settings.as_dict(), "variants": variants,
-                      "rows": list(SEVERITIES), "columns": list(SIDES)}
-            payload = {"record": record, "images": {"grid": base64.b64encode(png).decode()}}
-            return payload, {"input.png": input_png, "variations.png": png,
-                             "record.json": json.dumps(record, indent=2).encode()}
-        return fn
-
-
-def variations_grid(cells: list[np.ndarray], labels: list[str], cols: int = len(SIDES)) -> bytes:
-    """The edited images in a grid (rows: severity, columns: side), each labelled with its instruction."""
-    from PIL import Image, ImageDraw
-
-    from instructx2x.inference.editor import png_bytes
-
-    h, w = cells[0].shape
-    label_h = 14
-    scale = max(1, 192 // max(h, w))
-    ch, cw = h * scale + label_h, w * scale
-    rows = (len(cells) + cols - 1) // cols
-    canvas = Image.new("L", (cols * cw + (cols - 1) * 4, rows * ch + (rows - 1) * 4), 255)
-    draw = ImageDraw.Draw(canvas)
-    for i, (cell, label) in enumerate(zip(cells, labels)):
-        x, y = (i % cols) * (cw + 4), (i // cols) * (ch + 4)
-        canvas.paste(Image.fromarray(cell).resize((cw, h * scale), Image.NEAREST), (x, y + label_h))
-        draw.text((x + 2, y + 1), label.replace("Add a ", "").replace("Remove the ", "- ")[: cw // 6], fill=0)
-    return png_bytes(np.asarray(canvas))
-
-
-# ------------------------------------------------------------------------------------------------
-# HTTP
-# ------------------------------------------------------------------------------------------------
 
 
 def create_app(service: Service):
@@ -558,3 +272,5 @@ def run(args) -> int:
     config = uvicorn.Config(app, log_level="warning", access_log=False)
     uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+

@@ -18,10 +18,11 @@ from instructx2x.core.ledger import Ledger
 from instructx2x.core.paths import read_parquet, relativise, table_results_dir
 from instructx2x.core.tableschema import TableError, load_schema, write_table
 
-from .attributes import ReportExtractor, attach_attributes, keyinfo_lookup, level_hints, question_lookup
+from .attributes import attach_attributes, keyinfo_lookup, level_hints, question_lookup
 from .difference_parser import UnparseableAnswer, parse_difference
 from .grammar import render_instruction
 from .operation import operations_from_json, operations_records
+from .report_scope import ReportExtractor
 from .splits import assign_splits
 from .table1 import table1, to_markdown
 

@@ -1,5 +1,5 @@
 """CLI: ``instructx2x extract-attributes --finding "pleural effusion" REPORT.txt`` prints, as JSON, the
-location and severity the report gives the finding (attachment by scope, ``attributes.ReportExtractor``),
+location and severity the report gives the finding (attachment by scope, ``report_scope.ReportExtractor``),
 with the source (``report``), the character span and words each attribute came from, and every mention of
 the finding (negated ones marked). A missing or unreadable file, or an unknown finding, is an error
 (exit 2)."""
@@ -23,7 +23,7 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     import sys
 
-    from .attributes import extract_report_attributes
+    from .report_scope import extract_report_attributes
 
     if args.report == "-":
         text = sys.stdin.read()

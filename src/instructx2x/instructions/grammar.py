@@ -167,6 +167,58 @@ _KNOWN_WORDS = (frozenset(w for p in FINDING_PHRASES for w in p.split()) | LOCAT
                 | {w for k in _VERBS for w in k} | set(_COMPARATIVE) | set(_SEVERITY_WORDS) | {"and", "then"})
 
 
+# Findings named first, their change stated after them, as reports and people write it: `left effusion
+# has increased`, `the edema is better`, `right pneumothorax, resolved`, `effusion increased to moderate`.
+# The predicate word -> the verb that starts the canonical clause (auxiliaries before it are skipped).
+_PREDICATES = {
+    **{w: "increase" for w in ("increased", "increasing", "worse", "worsened", "worsening", "larger", "bigger",
+                               "enlarged", "enlarging", "progressed", "progressing", "grown", "growing", "greater",
+                               "expanded", "expanding")},
+    **{w: "decrease" for w in ("decreased", "decreasing", "better", "improved", "improving", "smaller", "reduced",
+                               "regressed", "regressing", "diminished", "shrunk", "lessened")},
+    **{w: "remove" for w in ("resolved", "resolving", "gone", "cleared", "disappeared", "absent", "removed")},
+    **{w: "add" for w in ("new", "appeared", "developed", "present", "seen", "visible")},
+}
+_AUXILIARIES = {"has", "have", "had", "is", "are", "was", "were", "been", "be", "become", "became", "got", "gets",
+                "now", "slightly", "much", "somewhat", "further", "since", "then", "also", "completely", "fully",
+                "newly", "a", "bit", "little"}
+_EXISTENTIAL = re.compile(r"^(?:there\s+(?:is|are)|there's)\s+(?:now\s+)?")
+
+
+def _predicate_first(words: list[str]) -> list[str] | None:
+    """``finding ... <auxiliaries> <predicate> [to/from levels]`` rewritten as ``<verb> finding ... [levels]``
+    (None when the clause has no such predicate after a finding)."""
+    ws = [w for w in words if w != ","]
+    for k in range(1, len(ws)):
+        verb = _PREDICATES.get(ws[k])
+        if verb is None or _find_finding(ws[:k]) is None:
+            continue
+        tail = ws[k + 1:]
+        if tail and tail[0] not in ("to", "from"):
+            continue  # more words after the predicate: not this form
+        head = ws[:k]
+        negated, skipped, degree = False, [], []
+        while head and (head[-1] in _AUXILIARIES or head[-1] in ("not", "no", "longer") or _is_severity(head[-1])):
+            negated |= head[-1] in ("not", "no", "longer")
+            (degree if _is_severity(head[-1]) else skipped).append(head.pop())
+        if negated:  # `no longer present`, `not seen`: gone; a negated change (`not worse`) is not guessed
+            return ["remove"] + head if verb == "add" and not tail else None
+        # `the heart is (mildly) enlarged` states cardiomegaly (add, with that level); `the heart has
+        # enlarged` / `is more enlarged` changes it
+        finding = _find_finding(head)
+        if (ws[k] == "enlarged" and finding is not None and finding[2] == "cardiomegaly" and not tail
+                and set(skipped) & {"is", "are"} and not set(skipped) & {"has", "have", "had", "become", "became"}):
+            verb = "add"
+        if verb in ("increase", "decrease"):
+            return [verb] + head + tail  # a degree word (`slightly worse`) is the size of the step: one step
+        return None if tail else [verb] + degree[::-1] + head
+    return None
+
+
+def _is_severity(word: str) -> bool:
+    return word not in _AUXILIARIES and (is_level(word) or word in _SEVERITY_WORDS)
+
+
 def _find_finding(words: list[str]) -> tuple[int, int, str] | None:
     """First (longest) finding phrase of ``words``; the bare word ``enlarged`` (a cardiomegaly synonym in
     reports) counts only when no other finding is named (``an enlarged pleural effusion``)."""
@@ -293,10 +345,14 @@ def _parse_change(finding_words: list[str], level_words: list[str] | None, direc
 
 def _parse_clause(clause: str) -> list[Operation]:
     clause = _TRAILING.sub("", _POLITE.sub("", clause.strip(" ,")))
+    clause = _EXISTENTIAL.sub("add ", clause) if _EXISTENTIAL.match(clause) else clause
     words = _words(clause)
     if not words:
         return []
     hit = _verb(words)
+    if hit is None and (reordered := _predicate_first(words)) is not None:
+        words = reordered
+        hit = _verb(words)
     if hit is None:
         raise UnparseableInstruction(f"clause does not start with a verb (add/remove/increase/decrease...): {clause!r}")
     (verb, direction), n = hit
@@ -352,7 +408,17 @@ def _parse(text: str) -> list[Operation]:
     clauses = [c for c in _CLAUSE_SPLIT.split(t) if c and c.strip(" ,")]
     ops: list[Operation] = []
     for c in clauses:
-        ops.extend(_parse_clause(c.strip(" ,")))
+        try:
+            ops.extend(_parse_clause(c.strip(" ,")))
+        except UnparseableInstruction as err:
+            # `effusion worse and edema better`: clauses without a leading verb joined by `and`
+            parts = [p for p in re.split(r"\s*,?\s+and\s+|\s*,\s*", c) if p.strip(" ,")]
+            if len(parts) < 2:
+                raise
+            try:
+                ops.extend(op for p in parts for op in _parse_clause(p.strip(" ,")))
+            except UnparseableInstruction:
+                raise err from None
     if not ops:
         raise UnparseableInstruction(f"no operation in {text!r}")
     return ops

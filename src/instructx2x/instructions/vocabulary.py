@@ -121,6 +121,7 @@ _SYNONYM_TO_OFFICIAL.update({
 # longest first, so `pleural effusion` wins over `effusion`
 FINDING_PHRASES: tuple[str, ...] = tuple(sorted(_SYNONYM_TO_OFFICIAL, key=lambda s: (-len(s.split()), -len(s), s)))
 
+
 def clean(text: str) -> str:
     """Lower case, single spaces, no surrounding punctuation."""
     return " ".join(str(text).lower().replace("\u2019", "'").split()).strip(" .,;:!?")

@@ -11,10 +11,10 @@ rejects, and the local-structure test (``structure_ncc < structure_ncc_min``), w
 rejects (``same_patient_action: reject``, the demo, where it was calibrated on planted foreign
 images) or only flags (``flag``, the real-data default): on real radiographs no statistic we
 measure separates genuine follow-ups from other patients' images well enough to reject on it
-(benchmarks/RESULTS.md, "Registration on real radiographs": MI-kept follow-ups have
-structure_ncc 0.40-1.00, MI-kept other-patient pairs 0.45-0.61), so such a pair is kept and
-written to the ledger as ``flagged: wrong patient suspected``. On real data the paper's MI gate
-is what removes other patients' images (it keeps 3 of 161 such pairs).
+(benchmarks/RESULTS.md, "Registration on real radiographs": the structure_ncc of the few MI-kept
+other-patient pairs lies inside the MI-kept follow-ups' range), so such a pair is kept and written
+to the ledger as ``flagged: wrong patient suspected``. On real data the paper's MI gate is what
+removes other patients' images (it keeps about 2% of them there).
 """
 
 from __future__ import annotations

@@ -30,7 +30,10 @@ def prepared(tmp_path_factory):
 
 def test_prepare_pretrains_the_tiny_vae_and_sets_its_scale(prepared):
     tmp, cfg, pq, info = prepared
-    assert info["vae_last_mse"] < info["vae_first_mse"]
+    assert info["vae_last_loss"] < info["vae_first_loss"]
+    # the report of the VAE's reconstruction on the val images, in grey levels, beside the model
+    report = json.loads((tmp / "init" / "prepare_report.json").read_text())
+    assert report["vae_val_images"] > 0 and 0 < report["vae_val_mae_grey"] < 255
     vae_cfg = json.loads((tmp / "init" / "vae" / "config.json").read_text())
     assert vae_cfg["scaling_factor"] == pytest.approx(info["scaling_factor"]) and vae_cfg["scaling_factor"] != 1.0
     assert json.loads((tmp / "init" / "unet" / "config.json").read_text())["in_channels"] == 8

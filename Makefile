@@ -37,7 +37,7 @@ browser:
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) browser
 	$(BIN)/python -m pytest -q -m slow
 
 test-slurm: $(STAMP)

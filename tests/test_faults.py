@@ -37,6 +37,14 @@ def simulate_code_edit(path: Path) -> None:
         fh.write("\n# simulated code edit (tests/test_faults.py): changes the code version, not the results\n")
 
 
+def mtime(path: Path) -> float:
+    """The file's mtime, or -inf when it is gone: Snakemake may remove an old output between a glob and a stat."""
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return float("-inf")
+
+
 def kill_when_running(proc, is_running, what: str, timeout: float = KILL_WAIT_S) -> float:
     """Poll ``is_running()``; when true SIGKILL Snakemake's whole process group. Returns the kill time."""
     deadline = time.monotonic() + timeout
@@ -110,7 +118,7 @@ def test_kill_during_registration_shard_then_rerun_gives_identical_tables(small_
         # (Snakemake removed the old outputs before starting the job)
         for s in range(shards):
             pngs = list((results / f"registration/images/shard_{s}").glob("*.png"))
-            if any(p.stat().st_mtime > t0 for p in pngs) and not (results / f"registration/shards/shard_{s}.parquet").exists():
+            if any(mtime(p) > t0 for p in pngs) and not (results / f"registration/shards/shard_{s}.parquet").exists():
                 return True
         return False
 
@@ -168,7 +176,7 @@ def _train_kill_resume(small_run, *, checkpoint_every=None, code_edit=False) -> 
 
     def first_checkpoint_written():
         last = ckpt_dir / "last.ckpt"
-        return last.exists() and last.stat().st_mtime > t0 and (ckpt_dir / f"step{every:07d}.ckpt").exists()
+        return mtime(last) > t0 and (ckpt_dir / f"step{every:07d}.ckpt").exists()
 
     kill_when_running(proc, first_checkpoint_written, "training_train past its first checkpoint")
     killed_log = (results / "logs/training_train.log").read_text(errors="replace")

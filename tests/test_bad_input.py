@@ -386,6 +386,8 @@ PYRAMID_BAD = [
     (lambda c: c["evaluation"].update(splits=["val"]), "evaluation.splits: ['val'] not edited by inference"),
     (lambda c: c["instructions"].update(fractions={"train": 0, "val": 0, "test": 0}), "instructions.fractions"),
     (lambda c: c["masks"].update(resolution=100), "masks.resolution: 100"),
+    (lambda c: c["training"].update(prediction_base="image", prediction_type="epsilon"),
+     "training.prediction_base: image, but training.prediction_type is 'epsilon'"),
 ]
 
 

@@ -139,3 +139,55 @@ def test_loads_offline_without_scheduler_download(model_dir, monkeypatch):
     assert pipe.scheduler.config.num_train_timesteps == 1000
     with pytest.raises(FileNotFoundError, match="unet"):
         RegionSpecificEditPipeline.from_pretrained(model_dir / "vae")
+
+
+def _identity_editor(pipe) -> RegionSpecificEditPipeline:
+    """The same components with a UNet whose output is zero and predictions based on the image's
+    latent: with image guidance 1 every step predicts the input's latent (the edit keeps the input;
+    the image-dropped branch predicts zeros, which image guidance > 1 extrapolates away from)."""
+    import copy
+
+    from diffusers import DDIMScheduler
+
+    unet = copy.deepcopy(pipe.unet)
+    torch.nn.init.zeros_(unet.conv_out.weight)
+    torch.nn.init.zeros_(unet.conv_out.bias)
+    scheduler = DDIMScheduler.from_config(pipe.scheduler.config, prediction_type="sample")
+    return RegionSpecificEditPipeline(pipe.vae, pipe.text_encoder, pipe.tokenizer, unet, scheduler,
+                                      pseudo_masks=pipe.pseudo_masks, prediction_base="image")
+
+
+def test_residual_decode_cancels_the_vae_error_of_a_kept_latent(pipe, image):
+    ident = _identity_editor(pipe)
+    kw = dict(steps=STEPS, seed=1, rse=False, image_guidance_scale=1.0)
+    plain = ident(image, "add left pleural effusion", decode="plain", **kw)
+    residual = ident(image, "add left pleural effusion", decode="residual", **kw)
+    # plain decoding of the input's own latent is the VAE's reconstruction (a random VAE: far off)
+    assert np.abs(plain.edited.astype(int) - image).mean() > 5
+    # residual decoding: input + D(z) - D(z0) with z = z0 is the input itself
+    assert np.abs(residual.edited.astype(int) - image).max() <= 1
+    assert residual.info["decode"] == "residual" and plain.info["decode"] == "plain"
+
+
+def test_residual_decode_keeps_the_edit(pipe, image):
+    # a real edit (a random UNet changes the latents): the residual output differs from the input by
+    # exactly the decoded change D(z_edit) - D(z0)
+    plain = pipe(image, "add left pleural effusion", steps=STEPS, seed=2, rse=False, decode="plain")
+    residual = pipe(image, "add left pleural effusion", steps=STEPS, seed=2, rse=False, decode="residual")
+    recon = pipe.vae.decode(pipe.encode_image(image), return_dict=False)[0]
+    recon = ((recon + 1) * 127.5).mean(dim=1)[0].numpy()
+    expected = image + (plain.edited.astype(float) - recon)
+    # where nothing was clipped (the plain output, the reconstruction and the sum inside 0..255)
+    free = (plain.edited > 0) & (plain.edited < 255) & (recon > 0) & (recon < 255) & (expected > 0) & (expected < 255)
+    assert free.mean() > 0.5
+    # roundings of the two paths (and a random VAE's channels clipped one by one in plain decoding)
+    assert np.mean(np.abs(residual.edited - expected)[free] <= 1.5) > 0.9
+    assert np.abs(residual.edited.astype(int) - image).mean() > 1
+
+
+def test_prediction_base_needs_a_sample_scheduler_and_decode_is_checked(pipe, image):
+    with pytest.raises(ValueError, match="prediction_type 'sample'"):
+        RegionSpecificEditPipeline(pipe.vae, pipe.text_encoder, pipe.tokenizer, pipe.unet, pipe.scheduler,
+                                   prediction_base="image")
+    with pytest.raises(ValueError, match="decode must be one of"):
+        pipe(image, "add left pleural effusion", steps=STEPS, rse=False, decode="sharp")

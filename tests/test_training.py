@@ -164,3 +164,24 @@ def test_train_cli_end_to_end(tmp_path):
     assert main(["train", "--instructions", pq, "--out", str(tmp_path / "o"), "--config", str(tmp_path / "c.yaml")]) == 0
     assert (tmp_path / "o" / "pipeline" / "model_index.json").exists()
     assert len(pd.read_csv(tmp_path / "o" / "metrics.csv")) == 2
+
+
+def test_prediction_base_image_is_exported_and_starts_from_the_input(prepared, tmp_path):
+    """training.prediction_base image: the output layer starts at zero (an untrained editor keeps its
+    input), the exported pipeline says so in editor_config.json and our pipeline reads it."""
+    from instructx2x.inference.rse import RegionSpecificEditPipeline
+
+    tmp, cfg, pq, _ = prepared
+    settings = dict(cfg["training"], steps=1, prediction_type="sample", prediction_base="image", lr=1e-8)
+    train(tmp / "init", tmp / "lat" / "index.json", tmp_path / "m", settings, 0)
+    model = tmp_path / "m" / "pipeline"
+    assert json.loads((model / "editor_config.json").read_text()) == {"prediction_base": "image"}
+    pipe = RegionSpecificEditPipeline.from_pretrained(model)
+    assert pipe.prediction_base == "image" and pipe.scheduler.config.prediction_type == "sample"
+    img = np.asarray(load_image(pd.read_parquet(pq)["past_image"][0], 32)[0].add(1).mul(127.5).round().byte())
+    out = pipe(img, "add left pleural effusion", rse=False, steps=3, image_guidance_scale=1.0, decode="residual")
+    assert np.abs(out.edited.astype(int) - img).max() <= 1  # one step at lr 1e-8 from zero: the input
+    # without the base the same zero output layer would predict an all-zero latent: far from the input
+    none = RegionSpecificEditPipeline(pipe.vae, pipe.text_encoder, pipe.tokenizer, pipe.unet, pipe.scheduler)
+    far = none(img, "add left pleural effusion", rse=False, steps=3, image_guidance_scale=1.0, decode="residual")
+    assert np.abs(far.edited.astype(int) - img).mean() > 3

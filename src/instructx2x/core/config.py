@@ -127,7 +127,15 @@ def _rules_masks(config: dict) -> list[str]:
     return []
 
 
-CROSS_FIELD_RULES = (_rules_registration, _rules_splits, _rules_masks)
+def _rules_training(config: dict) -> list[str]:
+    tr = config.get("training") or {}
+    if tr.get("prediction_base") == "image" and tr.get("prediction_type") != "sample":
+        return [f"training.prediction_base: image, but training.prediction_type is {tr.get('prediction_type')!r}; "
+                "expected sample (the UNet predicts the clean latent's change from the input image's latent)"]
+    return []
+
+
+CROSS_FIELD_RULES = (_rules_registration, _rules_splits, _rules_masks, _rules_training)
 
 
 def cross_field_problems(config: dict) -> list[str]:

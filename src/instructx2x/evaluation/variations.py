@@ -51,7 +51,8 @@ def variations_figure(records_path, model_dir, masks_path, out_png, *, rse_cfg: 
               if k in masks_cfg}
     pipe = RegionSpecificEditPipeline.from_pretrained(model_dir, pseudo_masks=PseudoMasks.load(masks_path),
                                                       region_settings=region, device=device)
-    kwargs = {k: rse_cfg[k] for k in ("steps", "image_guidance_scale", "guidance_scale", "tau", "t_rel") if k in rse_cfg}
+    kwargs = {k: rse_cfg[k] for k in ("steps", "image_guidance_scale", "guidance_scale", "tau", "t_rel", "decode")
+              if k in rse_cfg}
     s = pair_seed(str(row["pair_id"]), seed, rse_cfg.get("seed_offset", 0))
     fig, axes = plt.subplots(len(variants), 3, figsize=(6.6, 2.2 * len(variants)), squeeze=False)
     details = []

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from instructx2x.inference.rse import DEFAULTS
+from instructx2x.inference.rse import DECODES, DEFAULTS
 
 
 def add_parser(subparsers) -> None:
@@ -42,6 +42,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--t-rel", type=int, default=DEFAULTS["t_rel"])
     p.add_argument("--image-guidance-scale", type=float, default=DEFAULTS["image_guidance_scale"])
     p.add_argument("--guidance-scale", type=float, default=DEFAULTS["guidance_scale"])
+    p.add_argument("--decode", choices=DECODES, default=DEFAULTS["decode"],
+                   help="plain: decode the edited latents; residual: input + D(edit) - D(input) (config rse.decode)")
     p.add_argument("--no-laterality", action="store_true", help="do not restrict pseudo masks to the named side")
     p.add_argument("--guidance-map", help="with a .png --out: where to write the guidance map (8-bit)")
     p.add_argument("--mask-out", help="with a .png --out: where to write the binary mask")
@@ -56,7 +58,7 @@ def settings_from_args(args):
 
     return EditSettings(instruction=args.instruction, seed=args.seed, steps=args.steps, tau=args.tau, t_rel=args.t_rel,
                         image_guidance_scale=args.image_guidance_scale, guidance_scale=args.guidance_scale,
-                        rse=not args.no_rse).validate()
+                        rse=not args.no_rse, decode=args.decode).validate()
 
 
 def write_result(result, out: str, extra_paths: dict | None = None) -> dict:

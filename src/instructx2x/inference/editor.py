@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from instructx2x.core.errors import InputError
-from instructx2x.inference.rse import DEFAULTS
+from instructx2x.inference.rse import DECODES, DEFAULTS
 
 MODEL_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 MAX_STEPS = 1000
@@ -40,6 +40,7 @@ class EditSettings:
     image_guidance_scale: float = DEFAULTS["image_guidance_scale"]
     guidance_scale: float = DEFAULTS["guidance_scale"]
     rse: bool = True
+    decode: str = DEFAULTS["decode"]
 
     def validate(self) -> "EditSettings":
         if not isinstance(self.instruction, str) or not self.instruction.strip():
@@ -54,6 +55,8 @@ class EditSettings:
             raise InputError(f"tau {self.tau} out of range: 0 to 1")
         if not 0 <= self.t_rel <= 999:
             raise InputError(f"t_rel {self.t_rel} out of range: 0 to 999")
+        if self.decode not in DECODES:
+            raise InputError(f"decode {self.decode!r}: must be one of {', '.join(DECODES)}")
         for name in ("image_guidance_scale", "guidance_scale"):
             v = getattr(self, name)
             if not math.isfinite(v) or not 0.0 <= v <= 50.0:
@@ -73,7 +76,7 @@ class EditSettings:
             raise InputError("settings: 'instruction' is required")
         values = {}
         for name, value in obj.items():
-            kind = {"instruction": str, "seed": int, "steps": int, "t_rel": int, "rse": bool}.get(name, float)
+            kind = {"instruction": str, "decode": str, "seed": int, "steps": int, "t_rel": int, "rse": bool}.get(name, float)
             ok = (isinstance(value, bool) if kind is bool else
                   isinstance(value, int) and not isinstance(value, bool) if kind is int else
                   isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float else
@@ -246,7 +249,8 @@ class Editor:
         t0 = time.perf_counter()
         out = self.pipe(image, settings.instruction, user_mask=user_mask, seed=settings.seed, steps=settings.steps,
                         tau=settings.tau, t_rel=settings.t_rel, image_guidance_scale=settings.image_guidance_scale,
-                        guidance_scale=settings.guidance_scale, rse=settings.rse, callback=progress)
+                        guidance_scale=settings.guidance_scale, rse=settings.rse, decode=settings.decode,
+                        callback=progress)
         edit_s = time.perf_counter() - t0
         diff, peak = difference_map(image, out.edited)
         try:

@@ -43,7 +43,9 @@ DEFAULTS = {
     "tau": 0.1,
     "t_rel": 800,
     "seed": 0,
+    "decode": "plain",
 }
+DECODES = ("plain", "residual")
 
 
 @dataclass
@@ -132,10 +134,16 @@ def _component_class(model_dir: Path, name: str, default):
 class RegionSpecificEditPipeline:
     """InstructPix2Pix components + Region-Specific Editing (see the module docstring)."""
 
-    def __init__(self, vae, text_encoder, tokenizer, unet, scheduler, pseudo_masks: PseudoMasks | None = None, region_settings=None):
+    def __init__(self, vae, text_encoder, tokenizer, unet, scheduler, pseudo_masks: PseudoMasks | None = None,
+                 region_settings=None, prediction_base: str = "none"):
         from diffusers import DDIMScheduler
 
         self.vae, self.text_encoder, self.tokenizer, self.unet = vae, text_encoder, tokenizer, unet
+        self.prediction_base = prediction_base
+        if prediction_base not in ("none", "image"):
+            raise ValueError(f"prediction_base must be 'none' or 'image', got {prediction_base!r}")
+        if prediction_base == "image" and scheduler.config.prediction_type != "sample":
+            raise ValueError("prediction_base 'image' needs a scheduler with prediction_type 'sample'")
         # §9.5: DDIM, configured from the model's own (DDPM) schedule.
         self.scheduler = scheduler if isinstance(scheduler, DDIMScheduler) else DDIMScheduler.from_config(scheduler.config)
         self.pseudo_masks = pseudo_masks
@@ -177,8 +185,10 @@ class RegionSpecificEditPipeline:
         scheduler = diffusers.DDIMScheduler.from_config(sched_config)
         if isinstance(pseudo_masks, (str, Path)):
             pseudo_masks = PseudoMasks.load(pseudo_masks)
+        editor_cfg = model_dir / "editor_config.json"  # written by training (model.build.save_pipeline)
+        base = json.loads(editor_cfg.read_text()).get("prediction_base", "none") if editor_cfg.exists() else "none"
         pipe = cls(vae.to(device), text_encoder.to(device), tokenizer, unet.to(device), scheduler,
-                   pseudo_masks=pseudo_masks, region_settings=region_settings)
+                   pseudo_masks=pseudo_masks, region_settings=region_settings, prediction_base=base)
         return pipe
 
     # -- building blocks, in the order __call__ uses them ---------------------------------------
@@ -227,7 +237,7 @@ class RegionSpecificEditPipeline:
         noisy = self.scheduler.add_noise(z0, noise, t)
         eps = self.unet(torch.cat([noisy.repeat(2, 1, 1, 1), image_latents.repeat(2, 1, 1, 1)], dim=1), t,
                         encoder_hidden_states=embeds, return_dict=False)[0]
-        raw = (eps[0] - eps[1]).abs().sum(dim=0)
+        raw = (eps[0] - eps[1]).abs().sum(dim=0)  # a prediction base (same image in both) cancels
         r, constant = normalize_relevance(raw)
         return r, raw, constant
 
@@ -250,11 +260,14 @@ class RegionSpecificEditPipeline:
         tau: float = DEFAULTS["tau"],
         t_rel: int = DEFAULTS["t_rel"],
         rse: bool = True,
+        decode: str = DEFAULTS["decode"],
         callback=None,
     ) -> EditOutput:
         """Edit ``image``; ``callback(done, total)``, if given, is called after every DDIM step."""
         image = np.asarray(image)
         self.check_inputs(image, steps, tau, t_rel)
+        if decode not in DECODES:
+            raise ValueError(f"decode must be one of {DECODES}, got {decode!r}")
         H, W = image.shape
         generator = torch.Generator(device="cpu").manual_seed(int(seed))
 
@@ -305,6 +318,8 @@ class RegionSpecificEditPipeline:
         n_steps = len(self.scheduler.timesteps)
         for i, t in enumerate(self.scheduler.timesteps):
             eps_text, eps_image, eps_uncond = self.unet_eps(latents.repeat(3, 1, 1, 1), t, cond, embeds).chunk(3)
+            if self.prediction_base == "image":  # the UNet predicts the change from the image's latent
+                eps_text, eps_image = eps_text + z0, eps_image + z0
             eps = eps_uncond + guidance_scale * (eps_text - eps_image) + image_guidance_scale * (eps_image - eps_uncond)
             latents = self.scheduler.step(eps, t, latents, return_dict=False)[0]
             if rse:
@@ -315,7 +330,15 @@ class RegionSpecificEditPipeline:
                 callback(i + 1, n_steps)
 
         # 7. Decode; pixel composite so that outside the mask the output is the input, exactly.
-        decoded = to_uint8(self.vae.decode(latents / self.vae.config.scaling_factor, return_dict=False)[0])[0]
+        #    residual: input + D(z_edit) - D(z0), the VAE's own reconstruction error cancels where
+        #    the edit keeps the input's latents (docs/inference.md).
+        decoded_t = self.vae.decode(latents / self.vae.config.scaling_factor, return_dict=False)[0]
+        if decode == "residual":
+            recon = self.vae.decode(image_latents, return_dict=False)[0]
+            x_in = torch.from_numpy(image).float().div(127.5).sub(1.0).to(decoded_t)
+            delta = (decoded_t - recon).float().mean(dim=1)[0]  # the grey image is the channel mean
+            decoded_t = (x_in + delta)[None, None].repeat(1, decoded_t.shape[1], 1, 1)
+        decoded = to_uint8(decoded_t)[0]
         if rse:
             up = F.interpolate(m_lat[None, None].float(), size=(H, W), mode="nearest")[0, 0].cpu().numpy() > 0.5
             pix_mask = up & region.mask
@@ -346,7 +369,7 @@ class RegionSpecificEditPipeline:
             relevance_constant=bool(constant),
             info={"seed": int(seed), "steps": int(steps), "tau": float(tau), "t_rel": int(t_rel),
                   "image_guidance_scale": float(image_guidance_scale), "guidance_scale": float(guidance_scale),
-                  "edited_fraction": float(pix_mask.mean())},
+                  "decode": decode, "edited_fraction": float(pix_mask.mean())},
         )
 
 

@@ -161,7 +161,8 @@ def create_app(service: Service):
         return JSONResponse({
             "model": {"path": str(ed.model_dir), "sha256": ed.model_sha256, "size_factor": ed.size_factor},
             "pseudo_masks": bool(ed.pseudo_masks is not None),
-            "defaults": {k: DEFAULTS[k] for k in ("seed", "steps", "tau", "t_rel", "image_guidance_scale", "guidance_scale")},
+            "defaults": {k: DEFAULTS[k] for k in ("seed", "steps", "tau", "t_rel", "image_guidance_scale", "guidance_scale",
+                                                  "decode")},
             "limits": {"max_bytes": service.limits.max_bytes, "max_pixels": service.limits.max_pixels,
                        "queue": service.jobs.max_pending},
             "gallery": [{"index": i, "name": g["name"], "instruction": g["instruction"], "width": g["width"],

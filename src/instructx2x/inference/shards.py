@@ -122,6 +122,7 @@ def run_shard(instructions_path, model_dir, masks_path, out_paths: dict, images_
     pipe = RegionSpecificEditPipeline.from_pretrained(model_dir, pseudo_masks=PseudoMasks.load(masks_path),
                                                       region_settings=region, device=device)
     kwargs = {k: rse_cfg[k] for k in ("steps", "image_guidance_scale", "guidance_scale", "tau", "t_rel")}
+    kwargs["decode"] = rse_cfg.get("decode", "plain")
     records = {mode: [] for mode in out_paths}
     t0 = time.time()
     for i, row in df.iterrows():

@@ -148,8 +148,15 @@ def load_pretrained(directory, low_cpu_mem_usage: bool = True) -> Components:
     return Components(unet, vae, text_encoder, tokenizer, make_scheduler())
 
 
-def save_pipeline(c: Components, out_dir) -> Path:
-    """Save as a diffusers directory loadable by ``StableDiffusionInstructPix2PixPipeline``."""
+EDITOR_CONFIG = "editor_config.json"
+
+
+def save_pipeline(c: Components, out_dir, prediction_base: str = "none") -> Path:
+    """Save as a diffusers directory loadable by ``StableDiffusionInstructPix2PixPipeline``.
+
+    ``prediction_base`` "image" (the UNet predicts the clean latent's change from the input image's
+    latent, training.prediction_base) is written to ``editor_config.json``, which our pipeline reads;
+    diffusers' own pipeline does not know it and would need that latent added back."""
     from diffusers import StableDiffusionInstructPix2PixPipeline
 
     pipe = StableDiffusionInstructPix2PixPipeline(
@@ -157,4 +164,8 @@ def save_pipeline(c: Components, out_dir) -> Path:
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
     pipe.save_pretrained(out_dir, safe_serialization=True)
+    if prediction_base != "none":
+        import json
+
+        (Path(out_dir) / EDITOR_CONFIG).write_text(json.dumps({"prediction_base": prediction_base}, indent=1) + "\n")
     return Path(out_dir)

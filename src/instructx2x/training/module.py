@@ -142,11 +142,20 @@ def draw_seed(seed: int, step: int, global_rank: int, micro: int) -> int:
     return int(np.random.SeedSequence([seed, step, global_rank, micro]).generate_state(1, np.uint64)[0] >> 1)
 
 
+PREDICTION_BASES = ("none", "image")
+
+
 class InstructPix2PixModule(L.LightningModule):
     def __init__(self, unet, text_encoder, tokenizer, scheduler, scaling_factor: float, lr: float = 1e-4,
                  dropout: float = 0.05, ema_decay: float = 0.999, effective_batch_size: int = 1, seed: int = 0,
-                 gradient_checkpointing: bool = False):
+                 gradient_checkpointing: bool = False, prediction_base: str = "none"):
         super().__init__()
+        if prediction_base not in PREDICTION_BASES:
+            raise ValueError(f"prediction_base must be one of {PREDICTION_BASES}, got {prediction_base!r}")
+        if prediction_base == "image" and scheduler.config.prediction_type != "sample":
+            raise ValueError("prediction_base 'image' needs prediction_type 'sample' (the UNet predicts "
+                             "the clean latent's change from the input image's latent)")
+        self.prediction_base = prediction_base
         self.unet, self.text_encoder, self.tokenizer, self.noise_scheduler = unet, text_encoder, tokenizer, scheduler
         self.text_encoder.requires_grad_(False).eval()
         self.unet.train()
@@ -220,8 +229,10 @@ class InstructPix2PixModule(L.LightningModule):
         cond = torch.where(drop_img, torch.zeros_like(cond), cond)
         pred = self.unet(torch.cat([noisy, cond], dim=1), t, encoder_hidden_states=text).sample
         kind = self.noise_scheduler.config.prediction_type
-        if kind == "sample":  # the clean latent
+        if kind == "sample":  # the clean latent (or its change from the input image's latent)
             target = latents
+            if self.prediction_base == "image":  # the image-dropped branch has no base (zeros)
+                target = latents - cond * self.scaling_factor
         elif kind == "v_prediction":
             target = a.sqrt() * noise - (1 - a).sqrt() * latents
         else:

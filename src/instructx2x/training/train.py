@@ -60,6 +60,10 @@ def train(init_dir, latents_path, out_dir, cfg: dict, seed: int, fast_dev_run: b
     L.seed_everything(seed, workers=True)
     comps = _load_init(init_dir)
     comps.scheduler = make_scheduler(cfg.get("prediction_type", "epsilon"))  # exported with the pipeline
+    base = cfg.get("prediction_base", "none")
+    if base == "image":  # the output layer starts at zero: the untrained editor returns its input
+        torch.nn.init.zeros_(comps.unet.conv_out.weight)
+        torch.nn.init.zeros_(comps.unet.conv_out.bias)
     gpu = torch.cuda.is_available() and cfg["accelerator"] in ("auto", "gpu")
     devices = cfg["devices"] if gpu else 1
     accum = cfg["gradient_accumulation"]
@@ -67,7 +71,7 @@ def train(init_dir, latents_path, out_dir, cfg: dict, seed: int, fast_dev_run: b
     module = InstructPix2PixModule(
         comps.unet, comps.text_encoder, comps.tokenizer, comps.scheduler, comps.vae.config.scaling_factor,
         lr=cfg["lr"], dropout=cfg["conditioning_dropout"], ema_decay=cfg["ema_decay"], effective_batch_size=eff,
-        seed=seed, gradient_checkpointing=gpu and cfg["gradient_checkpointing"],
+        seed=seed, gradient_checkpointing=gpu and cfg["gradient_checkpointing"], prediction_base=base,
     )
     dm = LatentDataModule(latents_path, cfg["batch_size"], seed)
     steps = max_steps if max_steps is not None else cfg["steps"]
@@ -113,7 +117,7 @@ def train(init_dir, latents_path, out_dir, cfg: dict, seed: int, fast_dev_run: b
     if fast_dev_run or trainer.global_rank != 0:
         return info
     comps.unet = module.ema_unet()  # the EMA weights are the model
-    save_pipeline(comps, out / "pipeline")
+    save_pipeline(comps, out / "pipeline", prediction_base=base)
     info.update(write_metrics([earlier, raw_csv], out / "metrics.csv", out / "loss_curve.png"))
     log.info("trained: %s", info)
     return info

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from instructx2x.masks import PseudoMasks, RegionChoice, choose_region, parse_operations
+from instructx2x.model.build import PREDICTION_BASES, read_prediction_base
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +141,8 @@ class RegionSpecificEditPipeline:
 
         self.vae, self.text_encoder, self.tokenizer, self.unet = vae, text_encoder, tokenizer, unet
         self.prediction_base = prediction_base
-        if prediction_base not in ("none", "image"):
-            raise ValueError(f"prediction_base must be 'none' or 'image', got {prediction_base!r}")
+        if prediction_base not in PREDICTION_BASES:
+            raise ValueError(f"prediction_base must be one of {PREDICTION_BASES}, got {prediction_base!r}")
         if prediction_base == "image" and scheduler.config.prediction_type != "sample":
             raise ValueError("prediction_base 'image' needs a scheduler with prediction_type 'sample'")
         # §9.5: DDIM, configured from the model's own (DDPM) schedule.
@@ -185,8 +186,7 @@ class RegionSpecificEditPipeline:
         scheduler = diffusers.DDIMScheduler.from_config(sched_config)
         if isinstance(pseudo_masks, (str, Path)):
             pseudo_masks = PseudoMasks.load(pseudo_masks)
-        editor_cfg = model_dir / "editor_config.json"  # written by training (model.build.save_pipeline)
-        base = json.loads(editor_cfg.read_text()).get("prediction_base", "none") if editor_cfg.exists() else "none"
+        base = read_prediction_base(model_dir)  # editor_config.json, written by training (save_pipeline)
         pipe = cls(vae.to(device), text_encoder.to(device), tokenizer, unet.to(device), scheduler,
                    pseudo_masks=pseudo_masks, region_settings=region_settings, prediction_base=base)
         return pipe
@@ -331,7 +331,7 @@ class RegionSpecificEditPipeline:
 
         # 7. Decode; pixel composite so that outside the mask the output is the input, exactly.
         #    residual: input + D(z_edit) - D(z0), the VAE's own reconstruction error cancels where
-        #    the edit keeps the input's latents (docs/inference.md).
+        #    the edit keeps the input's latents (docs/rse.md).
         decoded_t = self.vae.decode(latents / self.vae.config.scaling_factor, return_dict=False)[0]
         if decode == "residual":
             recon = self.vae.decode(image_latents, return_dict=False)[0]

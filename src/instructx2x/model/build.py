@@ -149,6 +149,18 @@ def load_pretrained(directory, low_cpu_mem_usage: bool = True) -> Components:
 
 
 EDITOR_CONFIG = "editor_config.json"
+PREDICTION_BASES = ("none", "image")  # training.prediction_base
+
+
+def read_prediction_base(model_dir) -> str:
+    """The prediction base an exported pipeline was trained with ("none" without editor_config.json)."""
+    import json
+
+    path = Path(model_dir) / EDITOR_CONFIG
+    base = json.loads(path.read_text()).get("prediction_base", "none") if path.exists() else "none"
+    if base not in PREDICTION_BASES:
+        raise ValueError(f"{path}: prediction_base {base!r}, expected one of {PREDICTION_BASES}")
+    return base
 
 
 def save_pipeline(c: Components, out_dir, prediction_base: str = "none") -> Path:

@@ -142,14 +142,13 @@ def draw_seed(seed: int, step: int, global_rank: int, micro: int) -> int:
     return int(np.random.SeedSequence([seed, step, global_rank, micro]).generate_state(1, np.uint64)[0] >> 1)
 
 
-PREDICTION_BASES = ("none", "image")
-
-
 class InstructPix2PixModule(L.LightningModule):
     def __init__(self, unet, text_encoder, tokenizer, scheduler, scaling_factor: float, lr: float = 1e-4,
                  dropout: float = 0.05, ema_decay: float = 0.999, effective_batch_size: int = 1, seed: int = 0,
                  gradient_checkpointing: bool = False, prediction_base: str = "none"):
         super().__init__()
+        from instructx2x.model.build import PREDICTION_BASES
+
         if prediction_base not in PREDICTION_BASES:
             raise ValueError(f"prediction_base must be one of {PREDICTION_BASES}, got {prediction_base!r}")
         if prediction_base == "image" and scheduler.config.prediction_type != "sample":

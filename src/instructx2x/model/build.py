@@ -41,8 +41,9 @@ def tiny_vae(cfg: dict):
 
     With the usual init (log-variance ~0, std ~1) the decoder is trained on latents drowned in the
     sampling noise until the encoder has learnt to shrink it, and a few hundred CPU steps are not
-    enough for that: the reconstruction stays blurred (measured in benchmarks/RESULTS.md, "Demo
-    editor recipe"). SD's trained VAE has a narrow posterior too; the KL term still applies."""
+    enough for that: the reconstruction stays blurred (seen in exploratory runs of issue 15; no
+    benchmark records the comparison). SD's trained VAE has a narrow posterior too; the KL term
+    still applies."""
     import torch
     from diffusers import AutoencoderKL
 

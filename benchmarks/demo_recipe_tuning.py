@@ -71,6 +71,12 @@ ap.add_argument("--fill", action="store_true")
 ap.add_argument("--unet-file", default="")
 ap.add_argument("--zero-out", action="store_true")
 ap.add_argument("--vae-cache", default="/tmp/i15/vaecache")
+ap.add_argument("--max-train", type=int, default=0, help="train on the first N train pairs only (0: all)")
+ap.add_argument("--text-pretrain", type=int, default=0, help="grounding pre-training steps of the text encoder")
+ap.add_argument("--text-lr", type=float, default=1e-3)
+ap.add_argument("--attn-all", action="store_true", help="cross-attention in every UNet block, not only the deepest")
+ap.add_argument("--train-text", action="store_true", help="train the text encoder with the UNet")
+ap.add_argument("--shuffle-ops", action="store_true", help="each step, the instruction's operations in a random order")
 a = ap.parse_args()
 torch.set_num_threads(a.threads)
 T0 = time.time()
@@ -82,6 +88,8 @@ tiny = dict(cfg_all["model"]["tiny"], vae_channels=[int(c) for c in a.vae_ch.spl
             unet_channels=[int(c) for c in a.unet_ch.split(",")], sample_size=R, vae_latent_channels=a.lc, vae_logvar_init=a.logvar, norm_groups=a.groups)
 df = read_instructions(a.results / "instructions" / "instructions.parquet", ["train", "val", "test", "holdout"])
 train = df[df.split == "train"].reset_index(drop=True)
+if a.max_train:
+    train = train.head(a.max_train)
 ev = df[df.split.isin(a.eval_splits.split(","))].reset_index(drop=True).head(a.max_eval)
 print(f"train {len(train)} eval {len(ev)} ({a.eval_splits})", flush=True)
 with tempfile.TemporaryDirectory() as tmp:
@@ -130,6 +138,22 @@ COND = torch.stack([x[2] for x in rows])
 TXT = [x[3] for x in rows]
 print(f"latents {MEAN.shape} {time.time()-t:.0f}s", flush=True)
 
+if a.attn_all:
+    from diffusers import UNet2DConditionModel
+    u = comps.unet.config
+    torch.manual_seed(1234)
+    comps.unet = UNet2DConditionModel(
+        sample_size=u.sample_size, in_channels=u.in_channels, out_channels=u.out_channels,
+        block_out_channels=u.block_out_channels, layers_per_block=u.layers_per_block,
+        down_block_types=("CrossAttnDownBlock2D",) * len(u.block_out_channels),
+        up_block_types=("CrossAttnUpBlock2D",) * len(u.block_out_channels),
+        mid_block_type="UNetMidBlock2DCrossAttn", cross_attention_dim=u.cross_attention_dim,
+        attention_head_dim=u.attention_head_dim, norm_num_groups=u.norm_num_groups)
+if a.text_pretrain:
+    from instructx2x.training.text_grounding import pretrain_text_encoder
+    t = time.time()
+    info = pretrain_text_encoder(comps.text_encoder, comps.tokenizer, train["instruction"], a.text_pretrain, a.text_lr, 1234)
+    print(f"text grounding {info} {time.time()-t:.0f}s", flush=True)
 sched = make_scheduler(a.pred)
 mod = InstructPix2PixModule(comps.unet, comps.text_encoder, comps.tokenizer, sched, vae.config.scaling_factor,
                             lr=a.lr, ema_decay=a.ema, seed=1234, prediction_base=a.base)
@@ -138,7 +162,25 @@ if a.zero_out:
     torch.nn.init.zeros_(mod.unet.conv_out.bias)
     from diffusers.training_utils import EMAModel
     mod.ema = EMAModel(mod.unet.parameters(), decay=a.ema, foreach=True)
-opt = torch.optim.AdamW(mod.unet.parameters(), lr=a.lr, weight_decay=1e-2, foreach=True)
+params = list(mod.unet.parameters())
+if a.train_text:
+    comps.text_encoder.requires_grad_(True).train()
+    params += list(comps.text_encoder.parameters())
+
+    def encode_trainable(texts):
+        ids = comps.tokenizer(list(texts), padding="max_length", max_length=comps.tokenizer.model_max_length,
+                              truncation=True, return_tensors="pt").input_ids
+        return comps.text_encoder(ids)[0]
+    mod.encode_text = encode_trainable
+opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=1e-2, foreach=True)
+rng_ops = np.random.default_rng(0)
+
+
+def shuffled(text):
+    ops = text.split("; ")
+    order = rng_ops.permutation(len(ops))
+    out = "; ".join(ops[i] for i in order)
+    return out[0].upper() + out[1:] if out else out
 g = torch.Generator().manual_seed(0)
 mp = a.results / "masks" / "pseudo_masks.npz"
 masks = PseudoMasks.load(mp)
@@ -148,6 +190,7 @@ region = {k: mcfg[k] for k in ("restrict_laterality", "restrict_zone", "patient_
 
 def evaluate(step):
     unet = mod.ema_unet()
+    comps.text_encoder.eval()
     pipe = RegionSpecificEditPipeline(vae, comps.text_encoder, comps.tokenizer, unet, sched, pseudo_masks=masks,
                                       region_settings=region, prediction_base=a.base)
     SET = [tuple(x.split(":")) for x in a.settings.split(",")]
@@ -201,8 +244,8 @@ if a.unet_file and Path(a.unet_file).exists():
         for r in ev.head(8).itertuples(index=False):
             img = read_gray(r.past_image)
             tgt = read_gray(r.current_image)
-        if a.fill:
-            tgt = np.where(tgt == 0, img, tgt)
+            if a.fill:
+                tgt = np.where(tgt == 0, img, tgt)
             out = pipe(img, r.instruction, operations=load_operation_dicts(r.operations), seed=pair_seed(r.pair_id, 1234),
                        rse=False, steps=5, image_guidance_scale=1.0, guidance_scale=float(os.environ.get("GS", "1")), decode="residual")
             d1 = np.clip(128 + 2 * (out.edited.astype(int) - img), 0, 255).astype(np.uint8)
@@ -215,11 +258,14 @@ if a.unet_file and Path(a.unet_file).exists():
     sys.exit(0)
 for step in range(1, a.steps + 1):
     idx = torch.randint(N, (a.bs,), generator=g)
-    batch = {"mean": MEAN[idx], "std": STD[idx], "cond": COND[idx], "text": [TXT[i] for i in idx.tolist()]}
+    texts = [TXT[i] for i in idx.tolist()]
+    if a.shuffle_ops:
+        texts = [shuffled(x[0].lower() + x[1:]) for x in texts]
+    batch = {"mean": MEAN[idx], "std": STD[idx], "cond": COND[idx], "text": texts}
     loss = mod.loss(batch, torch.Generator().manual_seed(step))
     opt.zero_grad()
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(mod.unet.parameters(), 1.0)
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
     opt.step()
     mod.ema.step(mod.unet.parameters())
     if step % 250 == 0:

@@ -185,3 +185,31 @@ def test_prediction_base_image_is_exported_and_starts_from_the_input(prepared, t
     none = RegionSpecificEditPipeline(pipe.vae, pipe.text_encoder, pipe.tokenizer, pipe.unet, pipe.scheduler)
     far = none(img, "add left pleural effusion", rse=False, steps=3, image_guidance_scale=1.0, decode="residual")
     assert np.abs(far.edited.astype(int) - img).mean() > 3
+
+
+def test_timestep_spacing_is_exported_and_used_by_the_editor(prepared, tmp_path):
+    """training.timestep_spacing trailing: the exported scheduler config says so, so the editor's DDIM
+    sampler (and diffusers' own pipeline) starts at t = 999; the default stays SD's leading."""
+    from diffusers import DDIMScheduler, StableDiffusionInstructPix2PixPipeline
+
+    from instructx2x.inference.rse import RegionSpecificEditPipeline
+
+    tmp, cfg, _, _ = prepared
+    settings = dict(cfg["training"], steps=1, prediction_type="sample", prediction_base="image", lr=1e-8,
+                    timestep_spacing="trailing")
+    train(tmp / "init", tmp / "lat" / "index.json", tmp_path / "m", settings, 0)
+    model = tmp_path / "m" / "pipeline"
+    assert json.loads((model / "scheduler" / "scheduler_config.json").read_text())["timestep_spacing"] == "trailing"
+    pipe = RegionSpecificEditPipeline.from_pretrained(model)
+    pipe.scheduler.set_timesteps(5)
+    assert pipe.scheduler.timesteps.tolist() == [999, 799, 599, 399, 199]
+    theirs = StableDiffusionInstructPix2PixPipeline.from_pretrained(model, safety_checker=None, local_files_only=True)
+    ddim = DDIMScheduler.from_config(theirs.scheduler.config)
+    ddim.set_timesteps(5)
+    assert ddim.timesteps.tolist()[0] == 999
+    default = dict(settings)
+    default.pop("timestep_spacing")
+    train(tmp / "init", tmp / "lat" / "index.json", tmp_path / "d", default, 0)
+    pipe = RegionSpecificEditPipeline.from_pretrained(tmp_path / "d" / "pipeline")
+    pipe.scheduler.set_timesteps(5)
+    assert pipe.scheduler.timesteps.tolist() == [800, 600, 400, 200, 0]

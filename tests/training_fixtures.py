@@ -38,7 +38,8 @@ def make_pairs(tmp_path, n: int = 12, size: int = 32, seed: int = 0) -> str:
 def tiny_config(**training) -> dict:
     cfg = load_config(Path(__file__).resolve().parents[1] / "config.yaml", {"model": {"tiny": {
         "vae_channels": [8, 16, 16, 16], "unet_channels": [16, 32], "text_hidden_size": 16, "attention_head_dim": 4,
-        "norm_groups": 4, "vae_steps": 20, "vae_batch_size": 4, "max_length": 16, "vae_latent_channels": 4}},
+        "norm_groups": 4, "vae_steps": 20, "vae_batch_size": 4, "max_length": 16, "vae_latent_channels": 4,
+        "text_grounding_steps": 0}},
         "training": {"steps": 4, "batch_size": 4, "gradient_accumulation": 1, "latent_copies": 2,
                      "checkpoint_every": 2, "keep_checkpoints": 2, "ema_decay": 0.9, **training}})
     return cfg

@@ -29,11 +29,15 @@ class Components:
     scheduler: object
 
 
-def make_scheduler(prediction_type: str = "epsilon"):
+def make_scheduler(prediction_type: str = "epsilon", timestep_spacing: str = "leading"):
+    """SD's DDPM schedule; ``timestep_spacing`` (exported in the scheduler config, read by every DDIM
+    sampler made from it) picks the sampling steps: ``leading`` (SD's: 5 steps are t = 800..0) or
+    ``trailing`` (t = 999..199: the first step starts from pure noise, as the model was trained)."""
     from diffusers import DDPMScheduler
 
     return DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085,
-                         beta_end=0.012, clip_sample=False, prediction_type=prediction_type)
+                         beta_end=0.012, clip_sample=False, prediction_type=prediction_type,
+                         timestep_spacing=timestep_spacing)
 
 
 def tiny_vae(cfg: dict):

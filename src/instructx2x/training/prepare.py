@@ -5,7 +5,9 @@ A tiny VAE has no pretrained weights, so it is trained here for ``vae_steps`` st
 images (MSE reconstruction + ``vae_kl_weight`` KL, as the KL-regularised autoencoder of latent
 diffusion, without the adversarial/perceptual terms). Its ``scaling_factor`` is then set to
 1/std of the train latents, the rule by which SD's 0.18215 was chosen. A pretrained VAE is
-kept as it is (frozen) with the scaling factor of its config.
+kept as it is (frozen) with the scaling factor of its config. With ``text_grounding_steps`` the
+tiny random-init text encoder is pre-trained on the train split's instructions first
+(``text_grounding.py``); a pretrained text encoder is never changed.
 """
 
 from __future__ import annotations
@@ -96,6 +98,14 @@ def prepare(instructions_path, out_dir, model_cfg: dict, seed: int, resolution: 
             info["vae_val_images"] = len(vpaths)
             info["vae_val_mae_grey"] = round(reconstruction_mae(comps.vae, torch.stack([load_image(p, resolution)
                                                                                        for p in vpaths])), 3)
+        if cfg.get("text_grounding_steps", 0) > 0:  # tiny text encoder: bind words to their operation
+            from .text_grounding import pretrain_text_encoder
+
+            t0 = time.time()
+            grounding = pretrain_text_encoder(comps.text_encoder, comps.tokenizer, train["instruction"],
+                                              cfg["text_grounding_steps"], cfg["text_grounding_lr"], seed,
+                                              eval_texts=val["instruction"])
+            info["text_grounding"] = dict(grounding, seconds=round(time.time() - t0, 1))
     check_length(comps.tokenizer, df["instruction"].unique())  # over-long instructions: an error now, never cut
     for m in (comps.vae, comps.text_encoder):
         m.requires_grad_(False)

@@ -59,7 +59,8 @@ def train(init_dir, latents_path, out_dir, cfg: dict, seed: int, fast_dev_run: b
     ckpt_dir = out / "checkpoints"
     L.seed_everything(seed, workers=True)
     comps = _load_init(init_dir)
-    comps.scheduler = make_scheduler(cfg.get("prediction_type", "epsilon"))  # exported with the pipeline
+    comps.scheduler = make_scheduler(cfg.get("prediction_type", "epsilon"),  # exported with the pipeline
+                                     cfg.get("timestep_spacing", "leading"))
     base = cfg.get("prediction_base", "none")
     if base == "image":  # the output layer starts at zero: the untrained editor returns its input
         torch.nn.init.zeros_(comps.unet.conv_out.weight)
